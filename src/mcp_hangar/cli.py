@@ -1,0 +1,221 @@
+"""The ``mcp-hangar`` command line. Errors become messages and exit codes here, nowhere else.
+
+Exit codes: 0 success, 1 invalid input (for example an invalid config), 2 a missing file or a
+system problem (port in use, unreadable data directory), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from . import __version__
+from .config import LoadedConfig, find_config_path, load_config
+from .errors import ConfigError, HangarError
+from .logs import setup_logging
+
+app = typer.Typer(
+    name="mcp-hangar",
+    help="MCP Hangar: run a fleet of MCP servers and expose them as one.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+log = logging.getLogger("mcp_hangar")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"mcp-hangar {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[bool, typer.Option("--version", "-V", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """MCP Hangar."""
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get("MCP_HANGAR_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mcp-hangar", appauthor=False))
+
+
+def _load(config: str | None, lenient: bool) -> LoadedConfig:
+    path = find_config_path(config)
+    try:
+        loaded = load_config(path, lenient=lenient)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
+    return loaded
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+@app.command()
+def serve(
+    config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (else $MCP_CONFIG, "
+                                               "./config.yaml, ~/.config/mcp-hangar/config.yaml, "
+                                               "or the embedded default).")] = None,
+    http: Annotated[bool, typer.Option("--http", help="Serve HTTP (REST, /mcp, probes, metrics) "
+                                       "instead of MCP on stdio.")] = False,
+    host: Annotated[str, typer.Option(envvar="MCP_HTTP_HOST", help="HTTP bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", envvar="MCP_HTTP_PORT", min=0, max=65535,
+                                      help="HTTP port (0 picks a free one).")] = 8000,
+    data_dir: Annotated[Path | None, typer.Option(help="Where state is kept (default: the per-user "
+                                                  "data folder, or $MCP_HANGAR_DATA_DIR).")] = None,
+    log_level: Annotated[str, typer.Option(envvar="MCP_LOG_LEVEL", help="DEBUG, INFO, WARNING, "
+                                           "ERROR.")] = "INFO",
+    json_logs: Annotated[bool, typer.Option(envvar="MCP_JSON_LOGS", help="Log JSON lines.")] = False,
+    lenient: Annotated[bool, typer.Option(help="Unknown config keys are warnings, not errors.")] = False,
+    unsafe_no_auth: Annotated[bool, typer.Option(help="Allow a non-loopback --host without "
+                                                 "authentication.")] = False,
+) -> None:
+    """Run Hangar: MCP on stdio (default) or HTTP with --http."""
+    setup_logging(log_level, json_logs)
+    loaded = _load(config, lenient)
+    if http and not _is_loopback(host) and not unsafe_no_auth:
+        typer.echo(f"error: refusing to serve on non-loopback address {host!r} without authentication; "
+                   "enable auth or pass --unsafe-no-auth", err=True)
+        raise typer.Exit(1)
+    directory = (data_dir or default_data_dir()).expanduser()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        typer.echo(f"error: cannot create data directory {directory}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(2) from None
+    log.info("config: %s; data: %s", loaded.source, directory)
+    try:
+        if http:
+            code = _serve_http(loaded, directory, host, port, log_level)
+        else:
+            code = asyncio.run(_serve_stdio(loaded, directory))
+    except HangarError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+def _ignore_sighup() -> None:
+    # SIGHUP is reserved for config reload; until then it must not kill the process.
+    with contextlib.suppress(ValueError, AttributeError):
+        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP received; config reload is not enabled"))
+
+
+def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_level: str) -> int:
+    import uvicorn
+
+    from .hangar import Hangar
+    from .web.app import create_app
+
+    sock = _bind(host, port)
+    hangar = Hangar(loaded, data_dir)
+    application = create_app(hangar)
+    bound = sock.getsockname()
+    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    log.info("serving http://%s:%d (REST /api, MCP /mcp, /health, /metrics)", shown, bound[1])
+    server = uvicorn.Server(uvicorn.Config(
+        application, log_config=None, log_level=log_level.lower(), lifespan="on",
+        timeout_graceful_shutdown=3, access_log=False, server_header=False,
+    ))
+    _ignore_sighup()
+    server.run(sockets=[sock])
+    return 0 if server.started else 2
+
+
+async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
+    from .hangar import Hangar
+
+    hangar = Hangar(loaded, data_dir)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP received; config reload is not enabled"))
+    await hangar.start()
+    try:
+        from .front.stdio import serve_stdio
+
+        front = asyncio.create_task(serve_stdio(hangar))
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait({front, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (front, waiter):
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    finally:
+        await hangar.aclose()
+    return 0
+
+
+@config_app.command("check")
+def config_check(
+    path: Annotated[Path, typer.Argument(help="The config file to check.")],
+    lenient: Annotated[bool, typer.Option(help="Report unknown keys as warnings only.")] = False,
+) -> None:
+    """Validate a config file: exit 0 valid, 1 invalid (every problem listed), 2 missing or not YAML."""
+    try:
+        loaded = load_config(path, lenient=lenient)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(exc.exit_code) from None
+    for warning in loaded.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    n = len(loaded.config.mcp_servers)
+    typer.echo(f"OK: {path} is valid ({n} MCP server{'s' if n != 1 else ''})")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,370 @@
+"""The YAML configuration file: pydantic models, ``${ENV}`` interpolation, and located errors.
+
+Every problem names the file, the line and the key, and misspelt keys come with the closest valid
+key. ``load_config(path, lenient=True)`` turns unknown keys into warnings instead of errors.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ValidationError as PydanticValidationError
+
+from .errors import ConfigError
+
+SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+Mode = Literal["subprocess", "docker", "remote"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ToolDecl(BaseModel):
+    """A pre-declared tool: shown to clients before the server's first start. Extra keys are kept."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    inputSchema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})  # noqa: N815 (wire name)
+
+
+class ServerSpec(_Strict):
+    """How to run one upstream MCP server. Keys mirror the YAML file and the REST payload."""
+
+    mode: Mode = "subprocess"
+    command: list[str] | None = None
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    cwd: str | None = None
+    description: str = ""
+    idle_ttl_s: float = Field(default=300, gt=0, le=86400)
+    health_check_interval_s: float = Field(default=60, gt=0, le=3600)
+    max_consecutive_failures: int = Field(default=3, ge=1, le=100)
+    startup_timeout_s: float = Field(default=30, gt=0, le=600)
+    call_timeout_s: float = Field(default=60, gt=0, le=3600)
+    max_concurrency: int = Field(default=10, ge=1, le=10000)
+    max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    auto_start: bool = False
+    tools: list[ToolDecl] | None = None
+    # Validated here; run by the docker and remote upstream adapters.
+    image: str | None = None
+    volumes: list[str] = Field(default_factory=list)
+    network: str | None = None
+    read_only: bool = True
+    user: str | None = None
+    resources: dict[str, Any] = Field(default_factory=dict)
+    endpoint: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: dict[str, Any] | None = None
+    tls: dict[str, Any] | None = None
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, value: Any) -> Any:
+        # A single string is accepted for convenience and split like a shell would.
+        if isinstance(value, str):
+            return shlex.split(value)
+        return value
+
+    @field_validator("env", "headers", mode="before")
+    @classmethod
+    def _stringify_values(cls, value: Any) -> Any:
+        # YAML turns `PORT: 8080` or `DEBUG: true` into non-strings; env values are always strings.
+        if isinstance(value, dict):
+            return {
+                k: ("true" if v is True else "false" if v is False else str(v))
+                if isinstance(v, (int, float, bool))
+                else v
+                for k, v in value.items()
+            }
+        return value
+
+    @model_validator(mode="after")
+    def _mode_requirements(self) -> ServerSpec:
+        if self.mode == "subprocess" and not self.command:
+            raise ValueError("mode 'subprocess' needs a non-empty 'command'")
+        if self.mode == "docker" and not self.image:
+            raise ValueError("mode 'docker' needs an 'image'")
+        if self.mode == "remote":
+            if not self.endpoint:
+                raise ValueError("mode 'remote' needs an 'endpoint'")
+            if not re.match(r"^https?://", self.endpoint):
+                raise ValueError("'endpoint' must be an http:// or https:// URL")
+        return self
+
+    def argv(self) -> list[str]:
+        return [*(self.command or []), *self.args]
+
+    def launch_fields(self) -> dict[str, Any]:
+        """Fields whose change means the process must be restarted to take effect."""
+        keys = ("mode", "command", "args", "env", "cwd", "image", "volumes", "network", "read_only",
+                "user", "resources", "endpoint", "headers", "auth", "tls")
+        return {k: getattr(self, k) for k in keys}
+
+
+class LoggingSettings(_Strict):
+    level: str = "INFO"
+    json_logs: bool = Field(default=False, alias="json")
+
+
+class HangarConfig(_Strict):
+    """The whole file."""
+
+    mcp_servers: dict[str, ServerSpec] = Field(default_factory=dict)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+def validate_server_id(server_id: str) -> None:
+    if not SERVER_ID_RE.match(server_id):
+        raise ValueError(
+            f"invalid MCP server id {server_id!r}: use 1-64 characters from A-Z, a-z, 0-9, '_' and '-'"
+        )
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config plus where it came from."""
+
+    config: HangarConfig
+    path: Path | None  # None for the embedded default
+    raw: dict[str, Any]  # the document before interpolation (keeps ${ENV} references)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def source(self) -> str:
+        return str(self.path) if self.path else "<embedded default>"
+
+
+# --------------------------------------------------------------------------- YAML with locations
+
+Loc = tuple[str | int, ...]
+
+
+def _construct(node: yaml.Node, loc: Loc, lines: dict[Loc, int], source: str) -> Any:
+    lines[loc] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    f"{source}:{key_node.start_mark.line + 1}: mapping keys must be plain strings",
+                )
+            key = str(key_node.value)
+            if key in out:
+                raise ConfigError(f"{source}:{key_node.start_mark.line + 1}: duplicate key '{key}'")
+            lines[(*loc, key)] = key_node.start_mark.line + 1
+            out[key] = _construct(value_node, (*loc, key), lines, source)
+            lines[(*loc, key)] = key_node.start_mark.line + 1  # the key's line, not its value's
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, (*loc, i), lines, source) for i, item in enumerate(node.value)]
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    finally:
+        loader.dispose()
+
+
+def _parse_yaml(text: str, source: str) -> tuple[Any, dict[Loc, int]]:
+    lines: dict[Loc, int] = {}
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        raise ConfigSyntaxError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if node is None:
+        return {}, lines
+    return _construct(node, (), lines, source), lines
+
+
+def _interpolate(value: Any, loc: Loc, problems: list[tuple[Loc, str]]) -> Any:
+    if isinstance(value, dict):
+        return {k: _interpolate(v, (*loc, k), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, (*loc, i), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def repl(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if name == "HANGAR_PYTHON":  # built in: the interpreter running Hangar
+            return sys.executable
+        if default is not None:
+            return default
+        problems.append((loc, f"environment variable '{name}' is not set (write ${{{name}:-default}})"))
+        return ""
+
+    return _ENV_RE.sub(repl, value)
+
+
+def _locate(loc: Loc, lines: dict[Loc, int]) -> int | None:
+    for end in range(len(loc), -1, -1):
+        if loc[:end] in lines:
+            return lines[loc[:end]]
+    return None
+
+
+def _known_keys(loc: Loc) -> list[str]:
+    """The valid keys at the mapping that holds ``loc[-1]``."""
+    model: type[BaseModel] | None = HangarConfig
+    parents = loc[:-1]
+    i = 0
+    while model is not None and i < len(parents):
+        part = parents[i]
+        if model is HangarConfig and part == "mcp_servers":
+            model, i = ServerSpec, i + 2  # skip the server id
+            continue
+        if model is HangarConfig and part == "logging":
+            model, i = LoggingSettings, i + 1
+            continue
+        return []
+    if model is None or i != len(parents):
+        return []
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _key_path(loc: Loc) -> str:
+    return ".".join(str(p) for p in loc)
+
+
+def _format(source: str, line: int | None, loc: Loc, msg: str) -> str:
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {_key_path(loc) or '<top>'}: {msg}"
+
+
+def _collect_problems(
+    data: Any, lines: dict[Loc, int], source: str, lenient: bool
+) -> tuple[HangarConfig | None, list[str], list[str], Any]:
+    problems: list[str] = []
+    warnings: list[str] = []
+    if not isinstance(data, dict):
+        return None, [f"{source}: the top level must be a mapping (for example 'mcp_servers:')"], warnings, data
+    servers = data.get("mcp_servers")
+    if isinstance(servers, dict):
+        for sid in list(servers):
+            try:
+                validate_server_id(str(sid))
+            except ValueError as exc:
+                problems.append(_format(source, _locate(("mcp_servers", sid), lines), ("mcp_servers", sid),
+                                        str(exc)))
+    for _ in range(50):  # lenient mode strips unknown keys and tries again
+        try:
+            cfg = HangarConfig.model_validate(data)
+            return (cfg if not problems else None), problems, warnings, data
+        except PydanticValidationError as exc:
+            unknown: list[Loc] = []
+            for err in exc.errors():
+                loc: Loc = tuple(err["loc"])
+                line = _locate(loc, lines)
+                if err["type"] == "extra_forbidden":
+                    key = str(loc[-1])
+                    close = difflib.get_close_matches(key, _known_keys(loc), n=1, cutoff=0.6)
+                    hint = f" (did you mean '{close[0]}'?)" if close else ""
+                    text = _format(source, line, loc, f"unknown key '{key}'{hint}")
+                    if lenient:
+                        warnings.append(text)
+                        unknown.append(loc)
+                    else:
+                        problems.append(text)
+                else:
+                    msg = err["msg"].removeprefix("Value error, ")
+                    problems.append(_format(source, line, loc, msg))
+            if not unknown or len(problems) > 0:
+                return None, problems, warnings, data
+            for loc in unknown:
+                parent: Any = data
+                for part in loc[:-1]:
+                    parent = parent[part]
+                parent.pop(loc[-1], None)
+    return None, problems or [f"{source}: could not validate"], warnings, data
+
+
+def parse_config_text(text: str, source: str, lenient: bool = False) -> tuple[HangarConfig, dict[str, Any],
+                                                                                list[str]]:
+    """Parse and validate YAML text; raise ``ConfigError`` listing every problem."""
+    raw, lines = _parse_yaml(text, source)
+    env_problems: list[tuple[Loc, str]] = []
+    data = _interpolate(raw, (), env_problems)
+    cfg, problems, warnings, _ = _collect_problems(data, lines, source, lenient)
+    problems = [_format(source, _locate(loc, lines), loc, msg) for loc, msg in env_problems] + problems
+    if problems or cfg is None:
+        problems = problems or [f"{source}: invalid configuration"]
+        summary = problems[0] if len(problems) == 1 else f"{len(problems)} problems in {source}: {problems[0]}"
+        raise ConfigError(summary, problems)
+    return cfg, raw if isinstance(raw, dict) else {}, warnings
+
+
+def load_config(path: Path | None, lenient: bool = False) -> LoadedConfig:
+    """Load ``path``, or the embedded default when ``path`` is None."""
+    if path is None:
+        text = resources.files("mcp_hangar").joinpath("default_config.yaml").read_text("utf-8")
+        cfg, raw, warnings = parse_config_text(text, "<embedded default>", lenient)
+        return LoadedConfig(cfg, None, raw, warnings)
+    try:
+        text = path.read_text("utf-8")
+    except FileNotFoundError:
+        raise ConfigFileMissing(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigFileMissing(f"{path}: cannot read: {exc}") from None
+    cfg, raw, warnings = parse_config_text(text, str(path), lenient)
+    return LoadedConfig(cfg, path, raw, warnings)
+
+
+class ConfigFileMissing(ConfigError):
+    """The file does not exist or cannot be read (exit code 2 in the CLI)."""
+
+    exit_code = 2
+
+
+class ConfigSyntaxError(ConfigError):
+    """The file is not YAML (exit code 2 in the CLI)."""
+
+    exit_code = 2
+
+
+def find_config_path(explicit: str | None) -> Path | None:
+    """``--config``, else ``$MCP_CONFIG``, else ./config.yaml, else the user config; None = embedded."""
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("MCP_CONFIG")
+    if env:
+        return Path(env).expanduser()
+    for candidate in (Path.cwd() / "config.yaml", Path.home() / ".config" / "mcp-hangar" / "config.yaml"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def default_tools(spec: ServerSpec) -> list[dict[str, Any]]:
+    """Pre-declared tools as wire dicts."""
+    return [t.model_dump(exclude_none=True) for t in spec.tools or []]
+
+
+def spec_to_dict(spec: ServerSpec) -> dict[str, Any]:
+    """A compact dict of the spec: only fields that differ from their defaults, plus ``mode``."""
+    out = spec.model_dump(exclude_defaults=True, mode="json")
+    out["mode"] = spec.mode
+    return out

@@ -1,0 +1,131 @@
+"""The one exception tree of MCP Hangar.
+
+Every error Hangar raises on purpose is a ``HangarError``; adapters translate foreign exceptions
+(OSError, JSON decoding, HTTP client errors) into one of these, once, where they occur. The edges map
+them by class: REST uses ``status_code`` and the class name (the spec's error envelope), the MCP front
+uses ``jsonrpc_code``, the CLI uses ``exit_code``.
+
+    HangarError                              500
+    ├── McpServerNotFoundError               404
+    ├── NotFoundError                        404   (routes, other resources)
+    ├── ValidationError                      422
+    │   └── ConfigError                      422   (config file problems, with file/line/key)
+    ├── ConflictError                        409
+    ├── RateLimitExceeded                    429
+    ├── CompactionError                      500
+    ├── StoreError                           503
+    └── UpstreamError                        502   (anything an upstream server did wrong)
+        ├── McpServerStartError              502   (spawn failed, handshake failed or timed out)
+        ├── McpServerUnavailableError        503   (dead and in backoff, degraded, stopping)
+        ├── UpstreamCrashedError             502   (the process exited during a call)
+        ├── UpstreamTimeoutError             504   (no answer within call_timeout_s)
+        ├── UpstreamProtocolError            502   (garbage, oversized or malformed messages)
+        └── UpstreamRpcError                 502   (the upstream answered with a JSON-RPC error)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class HangarError(Exception):
+    """Base of every error Hangar raises deliberately."""
+
+    status_code: int = 500
+    jsonrpc_code: int = -32603
+    exit_code: int = 1
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    @property
+    def error_name(self) -> str:
+        return type(self).__name__
+
+    def envelope(self) -> dict[str, Any]:
+        """The spec's REST error envelope."""
+        return {"error": self.error_name, "message": self.message, "status_code": self.status_code}
+
+
+class McpServerNotFoundError(HangarError):
+    status_code = 404
+    jsonrpc_code = -32602
+
+    def __init__(self, server_id: str) -> None:
+        super().__init__(f"MCP Server '{server_id}' not found", server_id=server_id)
+        self.server_id = server_id
+
+
+class NotFoundError(HangarError):
+    status_code = 404
+    jsonrpc_code = -32602
+
+
+class ValidationError(HangarError):
+    status_code = 422
+    jsonrpc_code = -32602
+
+
+class ConfigError(ValidationError):
+    """A configuration file problem. ``problems`` lists every problem found, each already located."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class ConflictError(HangarError):
+    status_code = 409
+
+
+class RateLimitExceeded(HangarError):
+    status_code = 429
+
+
+class CompactionError(HangarError):
+    status_code = 500
+
+
+class StoreError(HangarError):
+    status_code = 503
+
+
+class UpstreamError(HangarError):
+    status_code = 502
+
+
+class McpServerStartError(UpstreamError):
+    status_code = 502
+
+
+class McpServerUnavailableError(UpstreamError):
+    status_code = 503
+
+
+class UpstreamCrashedError(UpstreamError):
+    status_code = 502
+
+
+class UpstreamTimeoutError(UpstreamError):
+    status_code = 504
+    jsonrpc_code = -32001
+
+
+class UpstreamProtocolError(UpstreamError):
+    status_code = 502
+
+
+class UpstreamRpcError(UpstreamError):
+    """The upstream answered a request with a JSON-RPC error; ``error`` is that error object verbatim."""
+
+    status_code = 502
+
+    def __init__(self, message: str, error: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.error = error
+        code = error.get("code")
+        self.jsonrpc_code = code if isinstance(code, int) else -32603

@@ -1,0 +1,236 @@
+"""Domain events and the one event bus every observer subscribes to.
+
+Events are published once. Inline listeners (metrics, the history writer) run synchronously and must
+be cheap; async subscribers (WebSocket clients, tests) get a bounded queue that drops the oldest event
+when full and counts what it dropped, so a slow consumer never slows Hangar.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+log = logging.getLogger(__name__)
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """Base of every domain event."""
+
+    event_id: str = field(default_factory=_new_id)
+    occurred_at: float = field(default_factory=time.time)
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Event.registry[cls.__name__] = cls
+
+    @property
+    def event_type(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"event_type": self.event_type}
+        for f in dataclasses.fields(self):
+            out[f.name] = getattr(self, f.name)
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerEvent(Event):
+    mcp_server_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerRegistered(McpServerEvent):
+    mode: str
+    source: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerUpdated(McpServerEvent):
+    changed_fields: list[str]
+    restart_required: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerDeregistered(McpServerEvent):
+    reason: str = "user_request"
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerStateChanged(McpServerEvent):
+    old_state: str
+    new_state: str
+    dead_reason: str | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerStarted(McpServerEvent):
+    mode: str
+    tools_count: int
+    startup_duration_ms: float
+    pid: int | None = None
+    protocol_version: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerStopped(McpServerEvent):
+    reason: str
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerStartFailed(McpServerEvent):
+    error_type: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerCrashed(McpServerEvent):
+    exit_code: int | None
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthCheckPassed(McpServerEvent):
+    duration_ms: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class HealthCheckFailed(McpServerEvent):
+    consecutive_failures: int
+    error_message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolInvocationRequested(McpServerEvent):
+    tool_name: str
+    correlation_id: str
+    arguments_size_bytes: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolInvocationCompleted(McpServerEvent):
+    tool_name: str
+    correlation_id: str
+    duration_ms: float
+    result_size_bytes: int
+    is_error: bool = False
+    arguments_size_bytes: int = 0
+    principal: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolInvocationFailed(McpServerEvent):
+    tool_name: str
+    correlation_id: str
+    duration_ms: float
+    error_type: str
+    error_message: str
+    arguments_size_bytes: int = 0
+    principal: str | None = None
+
+
+Listener = Callable[[Event], None]
+
+
+class Subscription:
+    """A bounded async view of the bus. Iterate with ``await sub.get()``; close when done."""
+
+    def __init__(self, bus: EventBus, maxsize: int, predicate: Callable[[Event], bool] | None) -> None:
+        self._bus = bus
+        self._queue: deque[Event] = deque()
+        self._maxsize = maxsize
+        self._predicate = predicate
+        self._wakeup = asyncio.Event()
+        self.dropped = 0
+        self.closed = False
+
+    def _offer(self, event: Event) -> None:
+        if self._predicate is not None and not self._predicate(event):
+            return
+        if len(self._queue) >= self._maxsize:
+            self._queue.popleft()
+            self.dropped += 1
+        self._queue.append(event)
+        self._wakeup.set()
+
+    async def get(self, timeout: float | None = None) -> Event:
+        """The next event; raises ``TimeoutError`` after ``timeout`` seconds."""
+        async with asyncio.timeout(timeout):
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+        return self._queue.popleft()
+
+    async def wait_for(self, predicate: Callable[[Event], bool], timeout: float) -> Event:
+        """Skip events until one matches ``predicate``; raises ``TimeoutError`` at the deadline."""
+        async with asyncio.timeout(timeout):
+            while True:
+                event = await self.get()
+                if predicate(event):
+                    return event
+
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._unsubscribe(self)
+
+
+class EventBus:
+    """In-process publish/subscribe. ``publish`` never raises and never blocks."""
+
+    def __init__(self) -> None:
+        self._listeners: list[Listener] = []
+        self._subscriptions: list[Subscription] = []
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def subscribe(self, maxsize: int = 1024, predicate: Callable[[Event], bool] | None = None) -> Subscription:
+        sub = Subscription(self, maxsize, predicate)
+        self._subscriptions.append(sub)
+        return sub
+
+    @contextlib.contextmanager
+    def subscription(
+        self, maxsize: int = 1024, predicate: Callable[[Event], bool] | None = None
+    ) -> Iterator[Subscription]:
+        sub = self.subscribe(maxsize, predicate)
+        try:
+            yield sub
+        finally:
+            sub.close()
+
+    def _unsubscribe(self, sub: Subscription) -> None:
+        with contextlib.suppress(ValueError):
+            self._subscriptions.remove(sub)
+
+    def publish(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # a broken observer must never break the publisher
+                log.exception("event listener failed on %s", event.event_type)
+        for sub in list(self._subscriptions):
+            sub._offer(event)

@@ -1,0 +1,252 @@
+"""The service core: the one API that the REST routes, the MCP front and the CLI call.
+
+Servers declared in the config file are the file's: REST may start, stop, update or delete them at
+run time, but such changes are not saved, and the file wins at the next start. Servers created
+through REST are saved in the store (``source: api``) and come back after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError as PydanticValidationError
+
+from . import __version__
+from .config import LoadedConfig, ServerSpec, spec_to_dict, validate_server_id
+from .errors import ConflictError, McpServerNotFoundError, StoreError, ValidationError
+from .events import EventBus, McpServerDeregistered, McpServerRegistered, McpServerUpdated
+from .models import State
+from .reaper import Reaper
+from .store import HistoryWriter, Store
+from .supervisor import ManagedServer
+from .upstream.base import JsonObject
+
+log = logging.getLogger(__name__)
+
+TICK_S = 1.0  # how often idle and health deadlines are checked
+SHUTDOWN_BUDGET_S = 4.0
+
+
+def format_validation_error(exc: PydanticValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+def parse_spec(data: dict[str, Any]) -> ServerSpec:
+    try:
+        return ServerSpec.model_validate(data)
+    except PydanticValidationError as exc:
+        raise ValidationError(format_validation_error(exc)) from None
+
+
+class Hangar:
+    """Owns the fleet, the event bus, the store and every background loop."""
+
+    def __init__(self, loaded: LoadedConfig, data_dir: Path, *, bus: EventBus | None = None) -> None:
+        self.loaded = loaded
+        self.data_dir = data_dir
+        self.bus = bus or EventBus()
+        self.store = Store(data_dir / "hangar.db")
+        self.history = HistoryWriter(self.store, self.bus)
+        self.reaper = Reaper()
+        self.servers: dict[str, ManagedServer] = {}
+        self.instance_id = f"{socket.gethostname()[:24]}-{secrets.token_hex(4)}"
+        self.started_monotonic = time.monotonic()
+        self.startup_complete = False
+        self.stopping = False
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        """Open the store, register every server, start the loops and ``auto_start`` servers."""
+        self.reaper.start()
+        await self.store.open()
+        remembered = await self.store.load_tool_cache()
+        for sid, spec in self.loaded.config.mcp_servers.items():
+            self._register(sid, spec, "config", remembered.get(sid))
+        for sid, data in (await self.store.load_servers()).items():
+            if sid in self.servers:
+                log.warning("server %r is declared in %s; the saved REST copy is ignored", sid,
+                            self.loaded.source)
+                continue
+            try:
+                spec = ServerSpec.model_validate(data)
+            except PydanticValidationError as exc:
+                log.error("saved server %r is invalid and was skipped: %s", sid, format_validation_error(exc))
+                continue
+            self._register(sid, spec, "api", remembered.get(sid))
+        self._tasks = [
+            asyncio.create_task(self._ticker(), name="hangar-ticker"),
+            asyncio.create_task(self.history.run(), name="hangar-history"),
+        ]
+        for server in self.servers.values():
+            if server.spec.auto_start:
+                self._spawn(self._auto_start(server))
+        self.startup_complete = True
+
+    async def _auto_start(self, server: ManagedServer) -> None:
+        with contextlib.suppress(Exception):
+            await server.ensure_ready(explicit=True)
+
+    async def aclose(self) -> None:
+        """Stop every server (in parallel, bounded) and release everything."""
+        if self.stopping:
+            return
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        stops = [s.stop("shutdown") for s in self.servers.values()]
+        if stops:
+            try:
+                await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), SHUTDOWN_BUDGET_S)
+            except TimeoutError:
+                log.warning("some servers did not stop within %.0f s; the reaper ends them", SHUTDOWN_BUDGET_S)
+        for task in [*self._tasks, *self._background]:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        await self.history.close()
+        await self.store.close()
+        await asyncio.to_thread(self.reaper.stop)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            for server in list(self.servers.values()):
+                if server.idle_expired(now):
+                    self._spawn(server.stop("idle"))
+                elif server.health_due(now):
+                    self._spawn(server.health_check())
+
+    # ------------------------------------------------------------------ registry
+
+    def _register(
+        self, server_id: str, spec: ServerSpec, source: Any, remembered: list[JsonObject] | None = None
+    ) -> ManagedServer:
+        server = ManagedServer(
+            server_id, spec, source=source, bus=self.bus, reaper=self.reaper,
+            remembered_tools=remembered, on_tools_changed=self._remember_tools,
+        )
+        self.servers[server_id] = server
+        self.bus.publish(McpServerRegistered(mcp_server_id=server_id, mode=spec.mode, source=source))
+        return server
+
+    def _remember_tools(self, server: ManagedServer) -> None:
+        tools = list(server.tools)
+        self._spawn(self._save_tools(server.server_id, tools))
+
+    async def _save_tools(self, server_id: str, tools: list[JsonObject]) -> None:
+        with contextlib.suppress(StoreError):
+            await self.store.save_tools(server_id, tools)
+
+    def get(self, server_id: str) -> ManagedServer:
+        server = self.servers.get(server_id)
+        if server is None:
+            raise McpServerNotFoundError(server_id)
+        return server
+
+    def list(self, state: State | None = None) -> list[ManagedServer]:
+        servers = sorted(self.servers.values(), key=lambda s: s.server_id)
+        return [s for s in servers if state is None or s.state == state]
+
+    async def create_server(self, server_id: str, spec: ServerSpec) -> ManagedServer:
+        try:
+            validate_server_id(server_id)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
+        if server_id in self.servers:
+            raise ConflictError(f"MCP Server '{server_id}' already exists")
+        await self.store.save_server(server_id, spec_to_dict(spec))
+        server = self._register(server_id, spec, "api")
+        if spec.auto_start:
+            self._spawn(self._auto_start(server))
+        return server
+
+    async def update_server(self, server_id: str, changes: dict[str, Any]) -> tuple[ManagedServer, list[str], bool]:
+        """Merge ``changes`` into the spec. Restart a running server when a launch field changed."""
+        server = self.get(server_id)
+        merged = {**server.spec.model_dump(mode="json", exclude_defaults=True), **changes}
+        spec = parse_spec(merged)
+        old = server.spec
+        changed = sorted(k for k in ServerSpec.model_fields if getattr(old, k) != getattr(spec, k))
+        restart = old.launch_fields() != spec.launch_fields()
+        if server.source == "api":
+            await self.store.save_server(server_id, spec_to_dict(spec))
+        was_running = server.upstream is not None
+        if restart and was_running:
+            await server.stop("config_changed")
+        server.replace_spec(spec)
+        self.bus.publish(McpServerUpdated(mcp_server_id=server_id, changed_fields=changed,
+                                          restart_required=restart))
+        if restart and was_running:
+            with contextlib.suppress(Exception):  # the state and logs tell why it did not come back
+                await server.ensure_ready(explicit=True)
+        return server, changed, restart and was_running
+
+    async def delete_server(self, server_id: str) -> None:
+        server = self.get(server_id)
+        await server.stop("deleted")
+        if server.source == "api":
+            await self.store.delete_server(server_id)
+        self.servers.pop(server_id, None)
+        self.bus.publish(McpServerDeregistered(mcp_server_id=server_id, reason="deleted"))
+
+    # ------------------------------------------------------------------ operations
+
+    async def start_server(self, server_id: str) -> ManagedServer:
+        server = self.get(server_id)
+        await server.ensure_ready(explicit=True)
+        return server
+
+    async def stop_server(self, server_id: str, reason: str = "user_request") -> bool:
+        return await self.get(server_id).stop(reason)
+
+    async def call_tool(self, server_id: str, tool: str, arguments: JsonObject | None = None,
+                        meta: JsonObject | None = None) -> JsonObject:
+        return await self.get(server_id).call_tool(tool, arguments, meta=meta)
+
+    def uptime_s(self) -> float:
+        return time.monotonic() - self.started_monotonic
+
+    def system_info(self) -> dict[str, Any]:
+        by_state: dict[str, int] = {s.value: 0 for s in State}
+        invocations = failures = tools = 0
+        for server in self.servers.values():
+            by_state[server.state.value] += 1
+            invocations += server.total_invocations
+            failures += server.total_failures
+            tools += len(server.tools)
+        return {
+            "version": __version__,
+            "uptime_seconds": round(self.uptime_s(), 3),
+            "instance_id": self.instance_id,
+            "pid": os.getpid(),
+            "config_source": self.loaded.source,
+            "data_dir": str(self.data_dir),
+            "total_mcp_servers": len(self.servers),
+            "mcp_servers_by_state": by_state,
+            "total_tools": tools,
+            "total_invocations": invocations,
+            "total_failures": failures,
+            "overall_success_rate": (invocations - failures) / invocations if invocations else None,
+        }

@@ -1,0 +1,128 @@
+"""A tiny watchdog process that kills every upstream process group if Hangar dies, even by SIGKILL.
+
+The kernel's parent-death signal only reaches direct children; an upstream's own children (a shell
+pipeline, a Node wrapper) would survive. So Hangar starts one watchdog per run and tells it, over a
+pipe, which process groups it owns. When the pipe reaches end-of-file, because Hangar exited in any
+way, the watchdog terminates the groups still registered and exits. It imports nothing but ``os``,
+``signal`` and ``time`` and starts in a few milliseconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+
+# Runs as `python -S -c REAPER_CODE`; reads "+PGID" / "-PGID" lines from stdin.
+REAPER_CODE = r"""
+import os, signal, time
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+groups = set()
+buf = b""
+while True:
+    try:
+        chunk = os.read(0, 4096)
+    except InterruptedError:
+        continue
+    except OSError:
+        chunk = b""
+    if not chunk:
+        break
+    buf += chunk
+    *lines, buf = buf.split(b"\n")
+    for line in lines:
+        if line[:1] == b"+":
+            groups.add(int(line[1:]))
+        elif line[:1] == b"-":
+            groups.discard(int(line[1:]))
+def alive(g):
+    try:
+        os.killpg(g, 0)
+        return True
+    except OSError:
+        return False
+for sig in (signal.SIGTERM, signal.SIGKILL):
+    for g in list(groups):
+        try:
+            os.killpg(g, sig)
+        except OSError:
+            groups.discard(g)
+    deadline = time.monotonic() + 1.0
+    while groups and time.monotonic() < deadline:
+        groups = {g for g in groups if alive(g)}
+        if groups:
+            time.sleep(0.05)
+"""
+
+
+class Reaper:
+    """Owns the watchdog process. ``track``/``untrack`` are cheap pipe writes."""
+
+    def __init__(self) -> None:
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if self._proc is not None:
+            return
+        self._proc = subprocess.Popen(
+            [sys.executable, "-S", "-c", REAPER_CODE],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # a Ctrl-C to Hangar's group must not reach it
+            close_fds=True,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def _send(self, line: str) -> None:
+        if self._proc is None or self._proc.stdin is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self._proc.stdin.write(line.encode() + b"\n")
+            self._proc.stdin.flush()
+
+    def track(self, pgid: int) -> None:
+        self._send(f"+{pgid}")
+
+    def untrack(self, pgid: int) -> None:
+        self._send(f"-{pgid}")
+
+    def stop(self) -> None:
+        """Close the pipe: the watchdog kills whatever is still tracked, then exits."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            if proc.stdin:
+                proc.stdin.close()
+        try:
+            proc.wait(timeout=3)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def set_parent_death_signal() -> None:
+    """Ask the kernel to SIGKILL this process when its parent thread exits (Linux only)."""
+    if _PRCTL is not None:
+        _PRCTL(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+
+
+def _load_prctl() -> object | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL: object | None = _load_prctl()

@@ -1,0 +1,239 @@
+"""Durable state in SQLite under the data directory: REST-created servers, remembered tool lists, and
+the tool-invocation history.
+
+Every call runs on a worker thread (``asyncio.to_thread``) with one connection guarded by a lock, so
+the event loop never waits on the disk. Invocation records are written in batches by
+``HistoryWriter``, off the call path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from .errors import StoreError
+from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS servers (
+    server_id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tool_cache (
+    server_id TEXT PRIMARY KEY,
+    tools TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS invocations (
+    position INTEGER PRIMARY KEY AUTOINCREMENT,
+    server_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    event_type TEXT NOT NULL,
+    tool_name TEXT NOT NULL,
+    correlation_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    duration_ms REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS invocations_by_server ON invocations (server_id, position);
+"""
+
+
+class Store:
+    """SQLite-backed store. Open with ``open()``; all async methods are safe to call concurrently."""
+
+    def __init__(self, path: Path, history_retention: int = 10_000) -> None:
+        self.path = path
+        self.history_retention = history_retention
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the state database {self.path}: {exc}") from None
+        self._conn = conn
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await asyncio.to_thread(conn.close)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def work() -> T:
+            if self._conn is None:
+                raise StoreError("the state database is closed")
+            with self._lock:
+                try:
+                    return fn(self._conn)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"state database error: {exc}") from None
+
+        return await asyncio.to_thread(work)
+
+    async def healthy(self) -> bool:
+        try:
+            await self._run(lambda c: c.execute("SELECT 1").fetchone())
+        except StoreError:
+            return False
+        return True
+
+    # ------------------------------------------------------------------ servers
+
+    async def load_servers(self) -> dict[str, dict[str, Any]]:
+        rows = await self._run(lambda c: c.execute("SELECT server_id, spec FROM servers").fetchall())
+        return {sid: orjson.loads(spec) for sid, spec in rows}
+
+    async def save_server(self, server_id: str, spec: dict[str, Any]) -> None:
+        now = time.time()
+        data = orjson.dumps(spec).decode()
+        await self._run(lambda c: c.execute(
+            "INSERT INTO servers (server_id, spec, created_at, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(server_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+            (server_id, data, now, now)))
+
+    async def delete_server(self, server_id: str) -> None:
+        def work(c: sqlite3.Connection) -> None:
+            c.execute("DELETE FROM servers WHERE server_id = ?", (server_id,))
+            c.execute("DELETE FROM tool_cache WHERE server_id = ?", (server_id,))
+
+        await self._run(work)
+
+    # ------------------------------------------------------------------ tools
+
+    async def load_tool_cache(self) -> dict[str, list[dict[str, Any]]]:
+        rows = await self._run(lambda c: c.execute("SELECT server_id, tools FROM tool_cache").fetchall())
+        return {sid: orjson.loads(tools) for sid, tools in rows}
+
+    async def save_tools(self, server_id: str, tools: list[dict[str, Any]]) -> None:
+        data = orjson.dumps(tools).decode()
+        await self._run(lambda c: c.execute(
+            "INSERT INTO tool_cache (server_id, tools, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT(server_id) DO UPDATE SET tools = excluded.tools, updated_at = excluded.updated_at",
+            (server_id, data, time.time())))
+
+    # ------------------------------------------------------------------ history
+
+    async def append_invocations(self, events: list[Event]) -> None:
+        rows = []
+        for e in events:
+            if not isinstance(e, (ToolInvocationCompleted, ToolInvocationFailed)):
+                continue
+            outcome = "failure" if isinstance(e, ToolInvocationFailed) else ("error" if e.is_error else "success")
+            rows.append((e.mcp_server_id, e.event_id, e.event_type, e.tool_name, e.correlation_id,
+                         e.occurred_at, outcome, e.duration_ms, orjson.dumps(e.to_dict()).decode()))
+        if not rows:
+            return
+        servers = {r[0] for r in rows}
+        keep = self.history_retention
+
+        def work(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN")
+            c.executemany(
+                "INSERT INTO invocations (server_id, event_id, event_type, tool_name, correlation_id, "
+                "occurred_at, outcome, duration_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            for sid in servers:  # retention: keep the newest `keep` records per server
+                c.execute(
+                    "DELETE FROM invocations WHERE server_id = ? AND position <= "
+                    "(SELECT position FROM invocations WHERE server_id = ? ORDER BY position DESC "
+                    "LIMIT 1 OFFSET ?)", (sid, sid, keep))
+            c.execute("COMMIT")
+
+        await self._run(work)
+
+    async def history(
+        self, server_id: str, *, limit: int, before: int | None, tool: str | None = None,
+        outcome: str | None = None, since: float | None = None, until: float | None = None,
+    ) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+        """Newest first. Returns ((position, record) rows, total matching records)."""
+        where = ["server_id = ?"]
+        args: list[Any] = [server_id]
+        for clause, value in (("tool_name = ?", tool), ("outcome = ?", outcome),
+                              ("occurred_at >= ?", since), ("occurred_at <= ?", until)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        cond = " AND ".join(where)
+
+        def work(c: sqlite3.Connection) -> tuple[list[tuple[int, dict[str, Any]]], int]:
+            total = c.execute(f"SELECT COUNT(*) FROM invocations WHERE {cond}", args).fetchone()[0]
+            page_cond, page_args = cond, list(args)
+            if before is not None:
+                page_cond += " AND position < ?"
+                page_args.append(before)
+            rows = c.execute(
+                f"SELECT position, data, outcome FROM invocations WHERE {page_cond} "
+                f"ORDER BY position DESC LIMIT ?", [*page_args, limit]).fetchall()
+            out = []
+            for position, data, out_come in rows:
+                record = orjson.loads(data)
+                record["outcome"] = out_come
+                out.append((position, record))
+            return out, total
+
+        return await self._run(work)
+
+
+class HistoryWriter:
+    """Collects invocation events from the bus and writes them in batches."""
+
+    def __init__(self, store: Store, bus: EventBus, interval: float = 0.25, batch: int = 500) -> None:
+        self._store = store
+        self._bus = bus
+        self._interval = interval
+        self._batch = batch
+        self._buffer: list[Event] = []
+        self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        bus.add_listener(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, (ToolInvocationCompleted, ToolInvocationFailed)):
+            self._buffer.append(event)
+            if len(self._buffer) >= self._batch:
+                self._wake.set()
+
+    async def flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._buffer = self._buffer, []
+            if batch:
+                try:
+                    await self._store.append_invocations(batch)
+                except StoreError:
+                    log.exception("could not write %d invocation records", len(batch))
+
+    async def run(self) -> None:
+        """Flush periodically until cancelled; the final flush happens in ``close``."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def close(self) -> None:
+        self._bus.remove_listener(self._on_event)
+        await self.flush()

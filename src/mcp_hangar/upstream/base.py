@@ -1,0 +1,44 @@
+"""What every upstream transport offers the supervisor: JSON-RPC requests to one running server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+JsonObject = dict[str, Any]
+# Called with a server-to-client request; returns the result object or raises an UpstreamRpcError.
+RequestHandler = Callable[[JsonObject], Awaitable[JsonObject]]
+NotificationHandler = Callable[[JsonObject], None]
+
+CLIENT_NAME = "mcp-hangar"
+LEGACY_PROTOCOL_VERSION = "2025-11-25"
+
+
+class Upstream(Protocol):
+    """One live connection to one upstream MCP server process or endpoint."""
+
+    @property
+    def pid(self) -> int | None: ...
+
+    @property
+    def protocol_version(self) -> str | None: ...
+
+    @property
+    def server_info(self) -> JsonObject: ...
+
+    @property
+    def capabilities(self) -> JsonObject: ...
+
+    async def start(self, timeout: float) -> None:
+        """Spawn or connect, and complete the MCP handshake within ``timeout`` seconds."""
+
+    async def request(self, method: str, params: JsonObject | None, timeout: float) -> JsonObject:
+        """Send a request and return its ``result`` object; raise an ``UpstreamError`` otherwise."""
+
+    async def notify(self, method: str, params: JsonObject | None = None) -> None: ...
+
+    async def close(self) -> int | None:
+        """Stop gracefully then forcibly; return the exit code when there was a process."""
+
+    def set_exit_callback(self, callback: Callable[[int | None, str], None]) -> None:
+        """``callback(exit_code, message)`` runs once when the connection dies on its own."""

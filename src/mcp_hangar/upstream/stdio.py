@@ -1,0 +1,416 @@
+"""JSON-RPC over a child process's stdin/stdout: the ``subprocess`` upstream.
+
+The child runs in its own process group with a parent-death signal, and its group is registered with
+the reaper, so neither it nor its own children outlive Hangar. stdout carries protocol messages only;
+stderr lines go to ``on_stderr``. A message larger than ``max_message_bytes`` fails the request it
+answers (its id is read from the message's first bytes) without breaking the connection; a line that
+is not JSON breaks the connection, because the stream can no longer be trusted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import re
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from ..errors import (
+    McpServerStartError,
+    UpstreamCrashedError,
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamRpcError,
+    UpstreamTimeoutError,
+)
+from ..reaper import Reaper, set_parent_death_signal
+from .base import CLIENT_NAME, LEGACY_PROTOCOL_VERSION, JsonObject, NotificationHandler, RequestHandler
+
+log = logging.getLogger(__name__)
+
+_ID_PREFIX_RE = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
+_READ_CHUNK = 256 * 1024
+_STDERR_LINE_MAX = 8192
+# Variables an upstream inherits from Hangar's environment unless ``inherit_env`` asks for all.
+SAFE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+                 "SYSTEMROOT", "VIRTUAL_ENV", "PYTHONPATH", "NODE_PATH")
+
+
+def child_environment(spec_env: dict[str, str], inherit_all: bool) -> dict[str, str]:
+    base = dict(os.environ) if inherit_all else {
+        k: v for k, v in os.environ.items() if k in SAFE_ENV_KEYS or k.startswith("LC_")
+    }
+    base.update(spec_env)
+    return base
+
+
+class _Pending:
+    __slots__ = ("future", "method")
+
+    def __init__(self, future: asyncio.Future[JsonObject], method: str) -> None:
+        self.future = future
+        self.method = method
+
+
+class StdioUpstream:
+    """One upstream process spoken to in JSON lines."""
+
+    def __init__(
+        self,
+        server_id: str,
+        argv: list[str],
+        *,
+        env: dict[str, str],
+        cwd: str | None,
+        max_message_bytes: int,
+        reaper: Reaper | None,
+        on_stderr: Callable[[str], None],
+        on_notification: NotificationHandler | None = None,
+        on_request: RequestHandler | None = None,
+        client_version: str = "0",
+    ) -> None:
+        self.server_id = server_id
+        self._argv = argv
+        self._env = env
+        self._cwd = cwd
+        self._max = max_message_bytes
+        self._reaper = reaper
+        self._on_stderr = on_stderr
+        self._on_notification = on_notification
+        self._on_request = on_request
+        self._client_version = client_version
+        self._proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, _Pending] = {}
+        self._ids = itertools.count(1)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._broken: UpstreamError | None = None
+        self._closing = False
+        self._exit_callback: Callable[[int | None, str], None] | None = None
+        self._exit_reported = False
+        self._pgid: int | None = None
+        self._write_lock = asyncio.Lock()
+        self.protocol_version: str | None = None
+        self.server_info: JsonObject = {}
+        self.capabilities: JsonObject = {}
+        self.instructions: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def set_exit_callback(self, callback: Callable[[int | None, str], None]) -> None:
+        self._exit_callback = callback
+
+    async def start(self, timeout: float) -> None:
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *self._argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=self._env,
+                cwd=self._cwd,
+                start_new_session=True,
+                preexec_fn=set_parent_death_signal,
+                limit=_STDERR_LINE_MAX * 2,
+            )
+        except FileNotFoundError:
+            raise McpServerStartError(f"command not found: {self._argv[0]!r}") from None
+        except PermissionError:
+            raise McpServerStartError(f"command is not executable: {self._argv[0]!r}") from None
+        except OSError as exc:
+            raise McpServerStartError(f"cannot start {self._argv[0]!r}: {exc.strerror or exc}") from None
+        self._pgid = self._proc.pid
+        if self._reaper is not None:
+            self._reaper.track(self._pgid)
+        self._tasks = [
+            asyncio.create_task(self._read_stdout(), name=f"{self.server_id}-stdout"),
+            asyncio.create_task(self._read_stderr(), name=f"{self.server_id}-stderr"),
+        ]
+        try:
+            await self._handshake(timeout)
+        except UpstreamTimeoutError:
+            await self.close()
+            raise McpServerStartError(f"no answer to the MCP handshake within {timeout:g} s") from None
+        except UpstreamError as exc:
+            code = await self.close()
+            detail = f" (exit code {code})" if code is not None else ""
+            raise McpServerStartError(f"MCP handshake failed: {exc.message}{detail}") from None
+
+    async def _handshake(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        result = await self.request(
+            "initialize",
+            {
+                "protocolVersion": LEGACY_PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": CLIENT_NAME, "version": self._client_version},
+            },
+            timeout,
+        )
+        self.protocol_version = str(result.get("protocolVersion") or LEGACY_PROTOCOL_VERSION)
+        info, caps = result.get("serverInfo"), result.get("capabilities")
+        self.server_info = info if isinstance(info, dict) else {}
+        self.capabilities = caps if isinstance(caps, dict) else {}
+        instructions = result.get("instructions")
+        self.instructions = instructions if isinstance(instructions, str) else None
+        await self.notify("notifications/initialized")
+        if time.monotonic() > deadline:
+            raise UpstreamTimeoutError("handshake took too long")
+
+    async def close(self, grace: float = 1.5) -> int | None:
+        """Close stdin, then SIGTERM the group, then SIGKILL it; reap everything in the group."""
+        self._closing = True
+        proc = self._proc
+        if proc is None:
+            return None
+        if proc.returncode is None and proc.stdin is not None:
+            with contextlib.suppress(Exception):
+                proc.stdin.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+        if proc.returncode is None:
+            self._signal_group(signal.SIGTERM)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+        if proc.returncode is None:
+            self._signal_group(signal.SIGKILL)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(proc.wait(), grace)
+        await self._kill_leftovers()
+        self._fail_all(UpstreamCrashedError("the MCP server was stopped"))
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(BaseException):
+                await task
+        return proc.returncode
+
+    async def _kill_leftovers(self) -> None:
+        """The group may outlive its leader (children it spawned): end them too."""
+        pgid = self._pgid
+        if pgid is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if not self._group_alive(pgid):
+                break
+            self._signal_group(sig)
+            for _ in range(20):
+                if not self._group_alive(pgid):
+                    break
+                await asyncio.sleep(0.025)
+        if self._reaper is not None:
+            self._reaper.untrack(pgid)
+        self._pgid = None
+
+    @staticmethod
+    def _group_alive(pgid: int) -> bool:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def _signal_group(self, sig: int) -> None:
+        if self._pgid is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._pgid, sig)
+
+    # ------------------------------------------------------------------ messages
+
+    async def _write(self, message: JsonObject) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None or self._broken is not None:
+            raise self._broken or UpstreamCrashedError("the MCP server is not running")
+        data = orjson.dumps(message) + b"\n"
+        try:
+            proc.stdin.write(data)
+            if proc.stdin.transport.get_write_buffer_size() > 64 * 1024:
+                async with self._write_lock:
+                    await proc.stdin.drain()
+        except (ConnectionError, RuntimeError, AttributeError):
+            raise UpstreamCrashedError("the MCP server closed its input") from None
+
+    async def request(self, method: str, params: JsonObject | None, timeout: float) -> JsonObject:
+        if self._broken is not None:
+            raise self._broken
+        request_id = next(self._ids)
+        future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = _Pending(future, method)
+        message: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if params is not None:
+            message["params"] = params
+        try:
+            await self._write(message)
+            async with asyncio.timeout(timeout):
+                return await future
+        except TimeoutError:
+            with contextlib.suppress(UpstreamError):
+                await self.notify("notifications/cancelled", {"requestId": request_id, "reason": "timeout"})
+            raise UpstreamTimeoutError(f"'{method}' got no answer within {timeout:g} s") from None
+        finally:
+            self._pending.pop(request_id, None)
+
+    async def notify(self, method: str, params: JsonObject | None = None) -> None:
+        message: JsonObject = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
+        await self._write(message)
+
+    def _dispatch(self, message: Any) -> None:
+        if not isinstance(message, dict):
+            raise UpstreamProtocolError("the MCP server wrote a JSON value that is not a JSON-RPC object")
+        if "method" in message:
+            if "id" in message:
+                asyncio.get_running_loop().create_task(self._answer(message))
+            elif self._on_notification is not None:
+                self._on_notification(message)
+            return
+        pending = self._pending.get(message.get("id"))  # type: ignore[arg-type]
+        if pending is None or pending.future.done():
+            return  # a late answer to a request that timed out or was cancelled
+        if "error" in message:
+            error = message["error"] if isinstance(message["error"], dict) else {"code": -32603}
+            text = error.get("message") or "error"
+            pending.future.set_exception(UpstreamRpcError(f"upstream error: {text}", error))
+        elif isinstance(message.get("result"), dict):
+            pending.future.set_result(message["result"])
+        else:
+            pending.future.set_exception(UpstreamProtocolError("the MCP server sent a response without result"))
+
+    async def _answer(self, message: JsonObject) -> None:
+        """Answer a server-to-client request (ping locally; others through ``on_request``)."""
+        response: JsonObject = {"jsonrpc": "2.0", "id": message["id"]}
+        try:
+            if message.get("method") == "ping":
+                response["result"] = {}
+            elif self._on_request is not None:
+                response["result"] = await self._on_request(message)
+            else:
+                response["error"] = {"code": -32601, "message": f"method not supported: {message.get('method')}"}
+        except UpstreamRpcError as exc:
+            response["error"] = exc.error
+        with contextlib.suppress(UpstreamError):
+            await self._write(response)
+
+    def _fail_oversized(self, prefix: bytes, size: int) -> None:
+        match = _ID_PREFIX_RE.search(prefix)
+        error = UpstreamProtocolError(
+            f"the MCP server sent a message of more than {self._max} bytes (max_response_bytes); "
+            f"it was discarded"
+        )
+        if match:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                pending = self._pending.get(orjson.loads(match.group(1)))
+                if pending is not None and not pending.future.done():
+                    pending.future.set_exception(error)
+                    return
+        log.warning("%s: discarded an oversized message (%d bytes) with no known id", self.server_id, size)
+
+    async def _read_stdout(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stdout is not None
+        stream = proc.stdout
+        buf = bytearray()
+        discarding = False  # inside an oversized line
+        discarded = 0
+        prefix = b""
+        try:
+            while True:
+                chunk = await stream.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                start = 0
+                while True:
+                    nl = chunk.find(b"\n", start)
+                    piece = chunk[start:] if nl < 0 else chunk[start:nl]
+                    if discarding:
+                        discarded += len(piece)
+                    elif len(buf) + len(piece) > self._max:
+                        discarding, discarded = True, len(buf) + len(piece)
+                        prefix = bytes((buf + piece)[:4096])
+                        buf.clear()
+                    else:
+                        buf += piece
+                    if nl < 0:
+                        break
+                    start = nl + 1
+                    if discarding:
+                        self._fail_oversized(prefix, discarded)
+                        discarding, discarded = False, 0
+                        continue
+                    line = bytes(buf)
+                    buf.clear()
+                    if not line.strip():
+                        continue
+                    try:
+                        message = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        shown = line[:200].decode("utf-8", "replace")
+                        self._on_stderr(f"[hangar] invalid line on stdout: {shown}")
+                        raise UpstreamProtocolError(
+                            f"the MCP server wrote something that is not JSON-RPC on stdout: {shown!r}"
+                        ) from None
+                    self._dispatch(message)
+        except UpstreamProtocolError as exc:
+            self._break(exc)
+            await self._terminate_broken()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a reader bug must still fail the calls, never hang them
+            log.exception("%s: stdout reader failed", self.server_id)
+            self._break(UpstreamProtocolError(f"reading from the MCP server failed: {exc}"))
+            await self._terminate_broken()
+            return
+        # End of file: the process closed stdout, normally because it exited.
+        code = None
+        with contextlib.suppress(TimeoutError):
+            code = await asyncio.wait_for(proc.wait(), 1.0)
+        detail = f"exit code {code}" if code is not None else "stdout closed"
+        self._break(UpstreamCrashedError(f"the MCP server exited ({detail})"))
+
+    async def _terminate_broken(self) -> None:
+        if not self._closing:
+            self._signal_group(signal.SIGKILL)
+
+    def _break(self, error: UpstreamError) -> None:
+        if self._broken is None:
+            self._broken = error
+        self._fail_all(error)
+        if not self._closing and not self._exit_reported and self._exit_callback is not None:
+            self._exit_reported = True
+            code = self._proc.returncode if self._proc else None
+            self._exit_callback(code, error.message)
+
+    def _fail_all(self, error: UpstreamError) -> None:
+        for pending in list(self._pending.values()):
+            if not pending.future.done():
+                pending.future.set_exception(error)
+
+    async def _read_stderr(self) -> None:
+        proc = self._proc
+        assert proc is not None and proc.stderr is not None
+        stream = proc.stderr
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line longer than the stream limit: take what is buffered
+                raw = await stream.read(_STDERR_LINE_MAX)
+            except (asyncio.LimitOverrunError, ConnectionError):
+                raw = await stream.read(_STDERR_LINE_MAX)
+            if not raw:
+                return
+            self._on_stderr(raw[:_STDERR_LINE_MAX].decode("utf-8", "replace").rstrip("\r\n"))

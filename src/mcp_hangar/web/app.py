@@ -1,0 +1,117 @@
+"""The ASGI application: REST API, probes and metrics on one port."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..hangar import Hangar
+from ..metrics import Metrics
+from . import servers, system
+from .errors import install_error_handlers
+
+
+class TrailingSlashMiddleware:
+    """Serve `/api/x/` exactly like `/api/x` instead of redirecting."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            path: str = scope["path"]
+            if len(path) > 1 and path.endswith("/"):
+                scope = dict(scope)
+                scope["path"] = path.rstrip("/") or "/"
+                raw = scope.get("raw_path")
+                if isinstance(raw, bytes) and raw.endswith(b"/"):
+                    scope["raw_path"] = raw.rstrip(b"/") or b"/"
+        await self.app(scope, receive, send)
+
+
+class HttpMetricsMiddleware:
+    """Count requests by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "<unmatched>"
+            method = scope.get("method", "")
+            self.metrics.http_requests.labels(method, template, str(status)).inc()
+            self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - began)
+
+
+def _env_list(name: str) -> list[str]:
+    raw = os.environ.get(name, "*").strip() or "*"
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
+    """Build the app around ``hangar``. With ``manage_lifecycle`` the app's lifespan starts and
+    stops Hangar."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if manage_lifecycle:
+            await hangar.start()
+        try:
+            yield
+        finally:
+            if manage_lifecycle:
+                await hangar.aclose()
+
+    app = FastAPI(
+        title="MCP Hangar",
+        version=__version__,
+        description="Gateway and control plane for Model Context Protocol servers.",
+        lifespan=lifespan,
+        redirect_slashes=False,
+    )
+    metrics = Metrics(hangar)
+    app.state.hangar = hangar
+    app.state.metrics = metrics
+    install_error_handlers(app)
+    app.include_router(servers.router)
+    app.include_router(system.router)
+    origins = _env_list("MCP_CORS_ORIGINS")
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=_env_list("MCP_CORS_METHODS"),
+        allow_headers=_env_list("MCP_CORS_HEADERS"),
+        allow_credentials="*" not in origins,
+    )
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
+    app.add_middleware(TrailingSlashMiddleware)
+    return app
+
+
+def app_state(app: Any) -> Hangar:
+    hangar: Hangar = app.state.hangar
+    return hangar

@@ -1,0 +1,205 @@
+"""REST routes under /api/mcp_servers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Request
+from fastapi.responses import JSONResponse
+
+from ..errors import ValidationError
+from ..hangar import Hangar, parse_spec
+from ..models import State
+from ..supervisor import ManagedServer
+from .schemas import (
+    CreateResult,
+    CreateServerRequest,
+    DeleteResult,
+    ErrorEnvelope,
+    HistoryPage,
+    LogList,
+    ServerDetail,
+    ServerList,
+    StartResult,
+    StopRequest,
+    StopResult,
+    ToolList,
+    UpdateResult,
+    UpdateServerRequest,
+)
+
+ServerId = Annotated[str, Path(description="MCP server id", max_length=200)]
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope} for code in (404, 422, 500)
+}
+CALL_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope} for code in (404, 422, 500, 502, 503, 504)
+}
+
+
+def hangar_of(request: Request) -> Hangar:
+    hangar: Hangar = request.app.state.hangar
+    return hangar
+
+
+def summary(server: ManagedServer) -> dict[str, Any]:
+    return {
+        "mcp_server_id": server.server_id,
+        "state": server.state.value,
+        "mode": server.spec.mode,
+        "source": server.source,
+        "alive": server.alive,
+        "description": server.spec.description,
+        "tools_count": len(server.tools),
+        "tools_origin": server.tools_origin,
+        "health_status": server.health_status(),
+        "dead": server.dead_info(),
+        "pid": server.pid,
+    }
+
+
+def detail(server: ManagedServer) -> dict[str, Any]:
+    upstream = server.upstream
+    return {
+        **summary(server),
+        "spec": server.spec.model_dump(mode="json", exclude_defaults=True) | {"mode": server.spec.mode},
+        "tools": server.tools,
+        "health": server.health(),
+        "idle_time_s": round(time.monotonic() - server.last_used, 3) if server.alive else None,
+        "started_at": server.started_at if server.alive else None,
+        "in_flight": server.in_flight,
+        "protocol_version": upstream.protocol_version if upstream else None,
+        "server_info": upstream.server_info if upstream else None,
+    }
+
+
+def _encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"h:{position}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "h":
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise ValidationError("cursor: not a cursor returned by this endpoint") from None
+
+
+router = APIRouter(prefix="/api/mcp_servers", tags=["mcp_servers"])
+
+
+@router.get("", response_model=ServerList, responses=ERRORS, summary="List all MCP servers")
+async def list_servers(request: Request, state: State | None = None) -> dict[str, Any]:
+    servers = [summary(s) for s in hangar_of(request).list(state)]
+    return {"mcp_servers": servers, "total": len(servers)}
+
+
+@router.post("", status_code=201, response_model=CreateResult, summary="Create a new MCP server",
+             responses={**ERRORS, 409: {"model": ErrorEnvelope}})
+async def create_server(request: Request, body: CreateServerRequest) -> dict[str, Any]:
+    data = body.model_dump(exclude_unset=True)
+    server_id = data.pop("mcp_server_id")
+    spec = parse_spec(data)
+    await hangar_of(request).create_server(server_id, spec)
+    return {"mcp_server_id": server_id, "created": True}
+
+
+@router.get("/{server_id}", response_model=ServerDetail, responses=ERRORS, summary="Get MCP server details")
+async def get_server(request: Request, server_id: ServerId) -> dict[str, Any]:
+    return detail(hangar_of(request).get(server_id))
+
+
+@router.put("/{server_id}", response_model=UpdateResult, responses=ERRORS,
+            summary="Update MCP server configuration")
+async def update_server(
+    request: Request, server_id: ServerId, body: Annotated[UpdateServerRequest, Body()]
+) -> dict[str, Any]:
+    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items()}
+    hangar = hangar_of(request)
+    server, changed, restarted = await hangar.update_server(server_id, changes)
+    return {
+        "mcp_server_id": server_id,
+        "updated": True,
+        "changed_fields": changed,
+        "restarted": restarted,
+        "persisted": server.source == "api",
+        "state": server.state.value,
+    }
+
+
+@router.delete("/{server_id}", response_model=DeleteResult, responses=ERRORS,
+               summary="Delete a MCP server (stops it first)")
+async def delete_server(request: Request, server_id: ServerId) -> dict[str, Any]:
+    await hangar_of(request).delete_server(server_id)
+    return {"mcp_server_id": server_id, "deleted": True}
+
+
+@router.post("/{server_id}/start", response_model=StartResult, responses=CALL_ERRORS,
+             summary="Start a MCP server; returns when it is ready")
+async def start_server(request: Request, server_id: ServerId) -> dict[str, Any]:
+    server = await hangar_of(request).start_server(server_id)
+    return {"mcp_server": server_id, "state": server.state.value, "tools": [t["name"] for t in server.tools]}
+
+
+@router.post("/{server_id}/stop", response_model=StopResult, responses=ERRORS, summary="Stop a MCP server")
+async def stop_server(
+    request: Request, server_id: ServerId, body: Annotated[StopRequest | None, Body()] = None
+) -> dict[str, Any]:
+    reason = body.reason if body else "user_request"
+    hangar = hangar_of(request)
+    was_running = await hangar.stop_server(server_id, reason)
+    return {"stopped": server_id, "was_running": was_running, "reason": reason,
+            "state": hangar.get(server_id).state.value}
+
+
+@router.get("/{server_id}/tools", response_model=ToolList, responses=ERRORS, summary="List MCP server tools")
+async def list_tools(request: Request, server_id: ServerId) -> dict[str, Any]:
+    server = hangar_of(request).get(server_id)
+    return {"mcp_server_id": server_id, "tools_origin": server.tools_origin, "tools": server.tools}
+
+
+@router.get("/{server_id}/health", responses=ERRORS, summary="Get health status")
+async def get_health(request: Request, server_id: ServerId) -> JSONResponse:
+    return JSONResponse(hangar_of(request).get(server_id).health())
+
+
+@router.get("/{server_id}/logs", response_model=LogList, responses=ERRORS,
+            summary="Get buffered log lines, newest last")
+async def get_logs(
+    request: Request, server_id: ServerId, lines: Annotated[int, Query(ge=1, le=1000)] = 100
+) -> dict[str, Any]:
+    server = hangar_of(request).get(server_id)
+    tail = list(server.logs)[-lines:]
+    logs = [{"mcp_server_id": server_id, "stream": ln.stream, "content": ln.content,
+             "recorded_at": ln.recorded_at} for ln in tail]
+    return {"mcp_server_id": server_id, "logs": logs, "count": len(logs)}
+
+
+@router.get("/{server_id}/tools/history", response_model=HistoryPage, responses=ERRORS,
+            summary="Tool invocation history, newest first")
+async def tool_history(
+    request: Request,
+    server_id: ServerId,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(max_length=100)] = None,
+    tool: Annotated[str | None, Query(max_length=200)] = None,
+    outcome: Annotated[str | None, Query(pattern="^(success|error|failure)$")] = None,
+    since: Annotated[float | None, Query(description="epoch seconds")] = None,
+    until: Annotated[float | None, Query(description="epoch seconds")] = None,
+) -> dict[str, Any]:
+    hangar = hangar_of(request)
+    hangar.get(server_id)
+    before = _decode_cursor(cursor) if cursor else None
+    await hangar.history.flush()
+    rows, total = await hangar.store.history(server_id, limit=limit, before=before, tool=tool,
+                                             outcome=outcome, since=since, until=until)
+    more = len(rows) == limit and rows[-1][0] > 1
+    next_cursor = _encode_cursor(rows[-1][0]) if rows and more else None
+    return {"mcp_server_id": server_id, "history": [r for _, r in rows], "total": total,
+            "next_cursor": next_cursor}
