@@ -38,7 +38,7 @@ class ToolDecl(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
-    inputSchema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})  # noqa: N815 (wire name)
+    inputSchema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
 
 
 class ServerSpec(_Strict):

@@ -165,7 +165,7 @@ class Hangar:
             raise McpServerNotFoundError(server_id)
         return server
 
-    def list(self, state: State | None = None) -> list[ManagedServer]:
+    def list_servers(self, state: State | None = None) -> list[ManagedServer]:
         servers = sorted(self.servers.values(), key=lambda s: s.server_id)
         return [s for s in servers if state is None or s.state == state]
 

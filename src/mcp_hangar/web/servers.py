@@ -96,7 +96,7 @@ router = APIRouter(prefix="/api/mcp_servers", tags=["mcp_servers"])
 
 @router.get("", response_model=ServerList, responses=ERRORS, summary="List all MCP servers")
 async def list_servers(request: Request, state: State | None = None) -> dict[str, Any]:
-    servers = [summary(s) for s in hangar_of(request).list(state)]
+    servers = [summary(s) for s in hangar_of(request).list_servers(state)]
     return {"mcp_servers": servers, "total": len(servers)}
 
 

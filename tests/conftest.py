@@ -1,0 +1,87 @@
+"""Shared test helpers: fixture server commands, an in-process Hangar, and an in-process REST client."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from mcp_hangar.config import LoadedConfig, parse_config_text
+from mcp_hangar.hangar import Hangar
+from mcp_hangar.web.app import create_app
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RAW_SERVER = FIXTURES / "raw_server.py"
+SDK_SERVER = FIXTURES / "sdk_server.py"
+PYTHON = sys.executable
+
+
+def raw_server(*flags: str, **spec: Any) -> dict[str, Any]:
+    """A server spec running the fast stdlib-only fixture server with ``flags``."""
+    return {"mode": "subprocess", "command": [PYTHON, str(RAW_SERVER), *flags], **spec}
+
+
+def sdk_server(*flags: str, **spec: Any) -> dict[str, Any]:
+    """A server spec running the fixture server written with the official MCP SDK."""
+    return {"mode": "subprocess", "command": [PYTHON, str(SDK_SERVER), *flags], **spec}
+
+
+def loaded_config(servers: dict[str, dict[str, Any]], extra: dict[str, Any] | None = None) -> LoadedConfig:
+    doc = {"mcp_servers": servers, **(extra or {})}
+    text = yaml.safe_dump(doc)
+    cfg, raw, warnings = parse_config_text(text, "<test>")
+    return LoadedConfig(cfg, None, raw, warnings)
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+HangarFactory = Callable[..., Any]
+
+
+@pytest.fixture
+async def hangar_factory(tmp_path: Path) -> AsyncIterator[HangarFactory]:
+    """``await factory({"id": spec, ...})`` gives a started Hangar; every one is closed at teardown."""
+    made: list[Hangar] = []
+
+    async def make(servers: dict[str, dict[str, Any]], data_dir: Path | None = None,
+                   extra: dict[str, Any] | None = None) -> Hangar:
+        hangar = Hangar(loaded_config(servers, extra), data_dir or tmp_path / f"data{len(made)}")
+        await hangar.start()
+        made.append(hangar)
+        return hangar
+
+    yield make
+    for hangar in made:
+        await hangar.aclose()
+
+
+@pytest.fixture
+async def api_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await factory(servers)`` gives ``(hangar, client)``: an httpx client on the in-process app."""
+    made: list[tuple[Hangar, httpx.AsyncClient]] = []
+
+    async def make(servers: dict[str, dict[str, Any]], data_dir: Path | None = None,
+                   extra: dict[str, Any] | None = None) -> tuple[Hangar, httpx.AsyncClient]:
+        hangar = Hangar(loaded_config(servers, extra), data_dir or tmp_path / f"data{len(made)}")
+        app = create_app(hangar, manage_lifecycle=False)
+        await hangar.start()
+        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+        made.append((hangar, client))
+        return hangar, client
+
+    yield make
+    for hangar, client in made:
+        await client.aclose()
+        await hangar.aclose()
