@@ -120,11 +120,26 @@ class LoggingSettings(_Strict):
     json_logs: bool = Field(default=False, alias="json")
 
 
+class FrontSettings(_Strict):
+    """How Hangar presents itself to MCP clients."""
+
+    tool_separator: str = Field(default="__", min_length=1, max_length=4, pattern=r"^[A-Za-z0-9_.-]+$")
+    expose_upstream_tools: bool = True
+    expose_management_tools: bool = True
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    # Host header values accepted on /mcp besides loopback names (DNS-rebinding protection).
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Origin values accepted on /mcp besides loopback origins; "*" accepts any.
+    allowed_origins: list[str] = Field(default_factory=list)
+    session_idle_timeout_s: float = Field(default=1800, gt=0)
+
+
 class HangarConfig(_Strict):
     """The whole file."""
 
     mcp_servers: dict[str, ServerSpec] = Field(default_factory=dict)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    front: FrontSettings = Field(default_factory=FrontSettings)
 
     @field_validator("mcp_servers", mode="before")
     @classmethod
@@ -237,13 +252,16 @@ def _known_keys(loc: Loc) -> list[str]:
         if model is HangarConfig and part == "mcp_servers":
             model, i = ServerSpec, i + 2  # skip the server id
             continue
-        if model is HangarConfig and part == "logging":
-            model, i = LoggingSettings, i + 1
+        if model is HangarConfig and part in _SECTIONS:
+            model, i = _SECTIONS[str(part)], i + 1
             continue
         return []
     if model is None or i != len(parents):
         return []
     return [f.alias or name for name, f in model.model_fields.items()]
+
+
+_SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings}
 
 
 def _key_path(loc: Loc) -> str:

@@ -106,6 +106,11 @@ class McpServerCrashed(McpServerEvent):
 
 
 @dataclass(frozen=True, kw_only=True)
+class McpServerToolsChanged(McpServerEvent):
+    tools_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class HealthCheckPassed(McpServerEvent):
     duration_ms: float
 

@@ -22,7 +22,13 @@ from pydantic import ValidationError as PydanticValidationError
 from . import __version__
 from .config import LoadedConfig, ServerSpec, spec_to_dict, validate_server_id
 from .errors import ConflictError, McpServerNotFoundError, StoreError, ValidationError
-from .events import EventBus, McpServerDeregistered, McpServerRegistered, McpServerUpdated
+from .events import (
+    EventBus,
+    McpServerDeregistered,
+    McpServerRegistered,
+    McpServerToolsChanged,
+    McpServerUpdated,
+)
 from .models import State
 from .reaper import Reaper
 from .store import HistoryWriter, Store
@@ -153,6 +159,7 @@ class Hangar:
 
     def _remember_tools(self, server: ManagedServer) -> None:
         tools = list(server.tools)
+        self.bus.publish(McpServerToolsChanged(mcp_server_id=server.server_id, tools_count=len(tools)))
         self._spawn(self._save_tools(server.server_id, tools))
 
     async def _save_tools(self, server_id: str, tools: list[JsonObject]) -> None:

@@ -1,0 +1,223 @@
+"""The ``hangar_*`` management tools offered to MCP clients beside the upstream tools.
+
+Names and result shapes follow the older public implementation. Every result is JSON text content
+plus the same object as ``structuredContent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ..errors import HangarError, ValidationError
+from ..models import State
+from ..views import server_detail, server_summary
+
+if TYPE_CHECKING:
+    from ..hangar import Hangar
+
+JsonObject = dict[str, Any]
+_SERVER_ARG = {"mcp_server": {"type": "string", "description": "MCP server id"}}
+
+
+def _tool(name: str, description: str, properties: JsonObject | None = None,
+          required: list[str] | None = None, read_only: bool = True) -> JsonObject:
+    schema: JsonObject = {"type": "object", "properties": properties or {}}
+    if required:
+        schema["required"] = required
+    return {
+        "name": name,
+        "description": description,
+        "inputSchema": schema,
+        "annotations": {"readOnlyHint": read_only, "openWorldHint": False},
+    }
+
+
+MANAGEMENT_TOOLS: list[JsonObject] = [
+    _tool("hangar_list", "List the MCP servers Hangar manages, with state and tool counts.",
+          {"state_filter": {"type": "string", "enum": [s.value for s in State]}}),
+    _tool("hangar_status", "Overview of the fleet: every server's state, health and why it is not ready."),
+    _tool("hangar_start", "Start an MCP server and wait until it is ready.", _SERVER_ARG, ["mcp_server"],
+          read_only=False),
+    _tool("hangar_stop", "Stop a running MCP server.", _SERVER_ARG, ["mcp_server"], read_only=False),
+    _tool("hangar_tools", "List the tools of one MCP server with their schemas.", _SERVER_ARG, ["mcp_server"]),
+    _tool("hangar_details", "Everything Hangar knows about one MCP server.", _SERVER_ARG, ["mcp_server"]),
+    _tool("hangar_health", "Health of every MCP server (consecutive failures, success rate, backoff)."),
+    _tool(
+        "hangar_call",
+        "Call several tools on one or more MCP servers concurrently and return every result with timings.",
+        {
+            "calls": {
+                "type": "array", "minItems": 1, "maxItems": 100,
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "mcp_server": {"type": "string"},
+                        "tool": {"type": "string"},
+                        "arguments": {"type": "object"},
+                        "timeout": {"type": "number", "minimum": 0.1, "maximum": 300},
+                    },
+                    "required": ["mcp_server", "tool"],
+                },
+            },
+            "max_concurrency": {"type": "integer", "minimum": 1, "maximum": 50, "default": 10},
+            "timeout": {"type": "number", "minimum": 1, "maximum": 300, "default": 60},
+            "fail_fast": {"type": "boolean", "default": False},
+        },
+        ["calls"],
+        read_only=False,
+    ),
+    _tool("hangar_whoami", "The identity this MCP session acts as."),
+]
+
+
+def json_result(payload: JsonObject, is_error: bool = False) -> JsonObject:
+    return {
+        "content": [{"type": "text", "text": orjson.dumps(payload).decode()}],
+        "structuredContent": payload,
+        "isError": is_error,
+    }
+
+
+def _server_arg(args: JsonObject) -> str:
+    value = args.get("mcp_server")
+    if not isinstance(value, str) or not value:
+        raise ValidationError("argument 'mcp_server' (a server id) is required")
+    return value
+
+
+class Management:
+    """Runs management tools against the Hangar core."""
+
+    def __init__(self, hangar: Hangar) -> None:
+        self.hangar = hangar
+        self._handlers: dict[str, Callable[[JsonObject], Awaitable[JsonObject]]] = {
+            "hangar_list": self._list,
+            "hangar_status": self._status,
+            "hangar_start": self._start,
+            "hangar_stop": self._stop,
+            "hangar_tools": self._tools,
+            "hangar_details": self._details,
+            "hangar_health": self._health,
+            "hangar_call": self._call,
+            "hangar_whoami": self._whoami,
+        }
+
+    async def call(self, name: str, arguments: JsonObject) -> JsonObject:
+        """Run one tool. Hangar errors become ``isError`` results the model can read and act on."""
+        handler = self._handlers[name]
+        try:
+            return json_result(await handler(arguments))
+        except HangarError as exc:
+            return json_result({"error": exc.error_name, "message": exc.message}, is_error=True)
+
+    async def _list(self, args: JsonObject) -> JsonObject:
+        raw = args.get("state_filter")
+        try:
+            state = State(raw) if raw else None
+        except ValueError:
+            raise ValidationError(f"state_filter must be one of {[s.value for s in State]}") from None
+        return {"mcp_servers": [server_summary(s) for s in self.hangar.list_servers(state)]}
+
+    async def _status(self, _: JsonObject) -> JsonObject:
+        info = self.hangar.system_info()
+        servers = []
+        for s in self.hangar.list_servers():
+            entry: JsonObject = {"mcp_server_id": s.server_id, "state": s.state.value, "tools_count": len(s.tools),
+                     "tools_origin": s.tools_origin, "health_status": s.health_status()}
+            if s.state == State.DEAD:
+                entry["why"] = s.dead_message
+                entry["retry_allowed_at"] = s.retry_allowed_at
+            elif s.state == State.DEGRADED:
+                entry["why"] = f"{s.consecutive_failures} consecutive failures"
+            servers.append(entry)
+        return {"status": "ok", "summary": info, "mcp_servers": servers}
+
+    async def _start(self, args: JsonObject) -> JsonObject:
+        server = await self.hangar.start_server(_server_arg(args))
+        return {"mcp_server": server.server_id, "state": server.state.value,
+                "tools": [t["name"] for t in server.tools]}
+
+    async def _stop(self, args: JsonObject) -> JsonObject:
+        server_id = _server_arg(args)
+        was_running = await self.hangar.stop_server(server_id, "user_request")
+        return {"stopped": server_id, "was_running": was_running, "reason": "user_request"}
+
+    async def _tools(self, args: JsonObject) -> JsonObject:
+        server = self.hangar.get(_server_arg(args))
+        return {"mcp_server": server.server_id, "tools_origin": server.tools_origin, "tools": server.tools}
+
+    async def _details(self, args: JsonObject) -> JsonObject:
+        return server_detail(self.hangar.get(_server_arg(args)))
+
+    async def _health(self, _: JsonObject) -> JsonObject:
+        return {"mcp_servers": [s.health() for s in self.hangar.list_servers()]}
+
+    async def _whoami(self, _: JsonObject) -> JsonObject:
+        return {"authenticated": False, "principal": None, "auth_enabled": False}
+
+    async def _call(self, args: JsonObject) -> JsonObject:
+        calls = args.get("calls")
+        if not isinstance(calls, list) or not 1 <= len(calls) <= 100:
+            raise ValidationError("'calls' must be a list of 1 to 100 {mcp_server, tool, arguments} objects")
+        max_concurrency = args.get("max_concurrency", 10)
+        timeout = args.get("timeout", 60)
+        fail_fast = bool(args.get("fail_fast", False))
+        if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 50:
+            raise ValidationError("'max_concurrency' must be an integer from 1 to 50")
+        if not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
+            raise ValidationError("'timeout' must be a number of seconds from 1 to 300")
+        for i, call in enumerate(calls):
+            if not isinstance(call, dict) or not isinstance(call.get("mcp_server"), str) \
+                    or not isinstance(call.get("tool"), str):
+                raise ValidationError(f"calls[{i}] needs string 'mcp_server' and 'tool'")
+            if "arguments" in call and not isinstance(call["arguments"], dict):
+                raise ValidationError(f"calls[{i}].arguments must be an object")
+        batch_id = uuid.uuid4().hex
+        began = time.perf_counter()
+        slots = asyncio.Semaphore(max_concurrency)
+        results: list[JsonObject | None] = [None] * len(calls)
+        failed = asyncio.Event()
+
+        async def run(index: int, call: JsonObject) -> None:
+            entry: JsonObject = {"index": index, "call_id": f"{batch_id}:{index}", "mcp_server": call["mcp_server"],
+                                 "tool": call["tool"]}
+            t0 = time.perf_counter()
+            async with slots:
+                if fail_fast and failed.is_set():
+                    entry.update(success=False, result=None, error="skipped after an earlier failure",
+                                 error_type="Cancelled")
+                else:
+                    per_call = float(call.get("timeout") or timeout)
+                    try:
+                        async with asyncio.timeout(min(per_call, float(timeout))):
+                            result = await self.hangar.call_tool(call["mcp_server"], call["tool"],
+                                                                 call.get("arguments") or {})
+                        ok = not result.get("isError")
+                        entry.update(success=ok, result=result, error=None, error_type=None)
+                    except TimeoutError:
+                        entry.update(success=False, result=None, error="timed out", error_type="TimeoutError")
+                    except HangarError as exc:
+                        entry.update(success=False, result=None, error=exc.message, error_type=exc.error_name)
+                    if not entry["success"]:
+                        failed.set()
+            entry["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 3)
+            results[index] = entry
+
+        await asyncio.gather(*(run(i, c) for i, c in enumerate(calls)))
+        done = [r for r in results if r is not None]
+        succeeded = sum(1 for r in done if r["success"])
+        return {
+            "batch_id": batch_id,
+            "success": succeeded == len(done),
+            "total": len(done),
+            "succeeded": succeeded,
+            "failed": len(done) - succeeded,
+            "elapsed_ms": round((time.perf_counter() - began) * 1000, 3),
+            "results": done,
+        }

@@ -1,0 +1,333 @@
+"""The transport-independent MCP front: one dispatcher for both protocol eras.
+
+A ``FrontSession`` takes decoded JSON-RPC messages and returns responses; the stdio and HTTP
+transports only move bytes. Results from upstreams are relayed as they came, only names change.
+
+Eras: a legacy client sends ``initialize`` first and its session keeps that era; a modern client
+(2026-07-28) sends ``server/discover`` or any request carrying the per-request ``_meta`` envelope and
+has no session state. One stdio connection serves one era, as the Python SDK's servers do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+
+from .. import __version__
+from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
+from .catalog import MANAGEMENT, Catalog
+from .management import MANAGEMENT_TOOLS, Management
+
+if TYPE_CHECKING:
+    from ..hangar import Hangar
+
+log = logging.getLogger(__name__)
+
+JsonObject = dict[str, Any]
+Era = Literal["legacy", "modern"]
+
+LEGACY_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
+LATEST_LEGACY = "2025-11-25"
+MODERN_VERSIONS = ("2026-07-28",)
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+RESERVED_META_PREFIX = "io.modelcontextprotocol/"
+SERVER_INFO = {"name": "mcp-hangar", "version": __version__}
+INSTRUCTIONS = (
+    "MCP Hangar aggregates several MCP servers. Upstream tools are named <server><separator><tool>; "
+    "hangar_* tools manage the fleet (hangar_status explains servers that are not ready)."
+)
+PAGE_SIZE = 500
+
+PARSE_ERROR = -32700
+INVALID_REQUEST = -32600
+METHOD_NOT_FOUND = -32601
+INVALID_PARAMS = -32602
+INTERNAL_ERROR = -32603
+REQUEST_TIMEOUT = -32001
+
+Notify = Callable[[JsonObject], Awaitable[None]]
+
+
+def error_response(request_id: Any, code: int, message: str, data: Any = None) -> JsonObject:
+    error: JsonObject = {"code": code, "message": message}
+    if data is not None:
+        error["data"] = data
+    return {"jsonrpc": "2.0", "id": request_id, "error": error}
+
+
+class RpcError(Exception):
+    """Raised inside a handler to answer with a JSON-RPC error."""
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"hangar:{offset}".encode()).decode()
+
+
+def _decode_cursor(cursor: Any) -> int:
+    if cursor is None:
+        return 0
+    try:
+        kind, _, value = base64.urlsafe_b64decode(str(cursor)).decode().partition(":")
+        if kind != "hangar" or int(value) < 0:
+            raise ValueError
+        return int(value)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise RpcError(INVALID_PARAMS, "invalid cursor") from None
+
+
+class Front:
+    """What every front session shares: the catalogue, the management tools, the live sessions."""
+
+    def __init__(self, hangar: Hangar) -> None:
+        self.hangar = hangar
+        self.catalog = Catalog(hangar, MANAGEMENT_TOOLS)
+        self.management = Management(hangar)
+        self.sessions: set[FrontSession] = set()
+        self.catalog.on_change(self._tools_changed)
+        self._discovering: set[str] = set()
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def capabilities(self) -> JsonObject:
+        return {"tools": {"listChanged": True}, "logging": {}}
+
+    def _tools_changed(self) -> None:
+        for session in list(self.sessions):
+            session.notify_soon({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+
+    def discover_unknown_tools(self) -> None:
+        """Start, in the background, servers whose tools were never seen, so their tools appear.
+
+        Their tools are remembered in the store, so this happens once per server, ever; the servers
+        stop again after their idle time. Clients hear about the new tools through list_changed.
+        """
+        for server_id in self.catalog.unknown_servers():
+            if server_id in self._discovering:
+                continue
+            self._discovering.add(server_id)
+            asyncio.get_running_loop().create_task(self._discover(server_id))
+
+    async def _discover(self, server_id: str) -> None:
+        try:
+            with contextlib.suppress(HangarError):
+                await self.hangar.start_server(server_id)
+        finally:
+            self._discovering.discard(server_id)
+
+
+class FrontSession:
+    """One client connection (stdio) or one legacy HTTP session, or one modern HTTP request."""
+
+    def __init__(self, front: Front, notify: Notify | None = None, *, transport: str = "stdio") -> None:
+        self.front = front
+        self.hangar = front.hangar
+        self._notify = notify
+        self.transport = transport
+        self.era: Era | None = None
+        self.protocol_version: str | None = None
+        self.client_info: JsonObject = {}
+        self.client_capabilities: JsonObject = {}
+        self.initialized = False
+        self.in_flight: dict[Any, asyncio.Task[Any]] = {}
+        if notify is not None:
+            front.sessions.add(self)
+
+    def close(self) -> None:
+        self.front.sessions.discard(self)
+        for task in list(self.in_flight.values()):
+            task.cancel()
+
+    def notify_soon(self, message: JsonObject) -> None:
+        if self._notify is not None and self.era == "legacy" and self.initialized:
+            asyncio.get_running_loop().create_task(self._send_notification(message))
+
+    async def _send_notification(self, message: JsonObject) -> None:
+        assert self._notify is not None
+        with contextlib.suppress(Exception):
+            await self._notify(message)
+
+    # ------------------------------------------------------------------ entry points
+
+    async def handle(self, message: Any, headers: Mapping[str, str] | None = None) -> JsonObject | None:
+        """Process one decoded message; return the response for a request, None otherwise.
+
+        ``headers`` (lower-case names) are the HTTP request's, checked against the modern envelope."""
+        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+            return error_response(message.get("id") if isinstance(message, dict) else None, INVALID_REQUEST,
+                                  "not a JSON-RPC 2.0 message")
+        method = message.get("method")
+        if method is None:
+            return None  # a response from the client: nothing is awaiting one yet
+        if not isinstance(method, str):
+            return error_response(message.get("id"), INVALID_REQUEST, "'method' must be a string")
+        if "id" not in message:
+            self._on_notification(method, message.get("params"))
+            return None
+        request_id = message["id"]
+        if request_id is None or isinstance(request_id, (bool, float, dict, list)):
+            return error_response(None, INVALID_REQUEST, "'id' must be a string or an integer")
+        params = message.get("params")
+        if params is not None and not isinstance(params, dict):
+            return error_response(request_id, INVALID_PARAMS, "'params' must be an object")
+        try:
+            result = await self._dispatch(method, params or {}, message, headers)
+        except RpcError as exc:
+            return error_response(request_id, exc.code, exc.message, exc.data)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("front: %s failed", method)
+            return error_response(request_id, INTERNAL_ERROR, "internal error in Hangar")
+        return {"jsonrpc": "2.0", "id": request_id, "result": result}
+
+    def _on_notification(self, method: str, params: Any) -> None:
+        if method == "notifications/initialized":
+            self.initialized = True
+        elif method == "notifications/cancelled" and isinstance(params, dict):
+            task = self.in_flight.get(params.get("requestId"))
+            if task is not None:
+                task.cancel()
+
+    # ------------------------------------------------------------------ era
+
+    def _classify(self, method: str, params: JsonObject, message: JsonObject,
+                  headers: Mapping[str, str] | None) -> Era:
+        meta = params.get("_meta")
+        modern = isinstance(meta, dict) and META_VERSION in meta
+        if method == "initialize":
+            if self.era == "modern":
+                raise RpcError(INVALID_REQUEST, "this connection serves the 2026-07-28 protocol era; "
+                                                "initialize is not available on it")
+            return "legacy"
+        if self.era == "legacy" and not modern:
+            return "legacy"
+        if self.era == "legacy" and modern:
+            raise RpcError(INVALID_REQUEST, "this connection serves the handshake protocol era "
+                                            f"({self.protocol_version}); per-request _meta is not accepted")
+        verdict = classify_inbound_request(message, headers=headers, supported_modern_versions=MODERN_VERSIONS)
+        if isinstance(verdict, InboundLadderRejection):
+            raise RpcError(verdict.code, verdict.message, verdict.data)
+        self.era = "modern"
+        self.protocol_version = verdict.protocol_version
+        caps = verdict.client_capabilities
+        self.client_capabilities = caps if isinstance(caps, dict) else {}
+        return "modern"
+
+    async def _dispatch(self, method: str, params: JsonObject, message: JsonObject,
+                        headers: Mapping[str, str] | None) -> JsonObject:
+        era = self._classify(method, params, message, headers)
+        if era == "legacy":
+            result = await self._legacy(method, params)
+        else:
+            result = await self._modern(method, params)
+        return result
+
+    async def _legacy(self, method: str, params: JsonObject) -> JsonObject:
+        if method == "initialize":
+            requested = params.get("protocolVersion")
+            version = requested if requested in LEGACY_VERSIONS else LATEST_LEGACY
+            self.era, self.protocol_version = "legacy", version
+            info, caps = params.get("clientInfo"), params.get("capabilities")
+            self.client_info = info if isinstance(info, dict) else {}
+            self.client_capabilities = caps if isinstance(caps, dict) else {}
+            return {"protocolVersion": version, "capabilities": self.front.capabilities(),
+                    "serverInfo": SERVER_INFO, "instructions": INSTRUCTIONS}
+        if method == "ping":
+            return {}
+        if method == "logging/setLevel":
+            return {}
+        return await self._common(method, params)
+
+    async def _modern(self, method: str, params: JsonObject) -> JsonObject:
+        if method == "server/discover":
+            result: JsonObject = {"supportedVersions": list(MODERN_VERSIONS),
+                                  "capabilities": self.front.capabilities(), "instructions": INSTRUCTIONS,
+                                  "ttlMs": 0, "cacheScope": "private"}
+        elif method in ("ping", "logging/setLevel", "initialize"):
+            raise RpcError(METHOD_NOT_FOUND, f"method not found in protocol 2026-07-28: {method}")
+        else:
+            result = await self._common(method, params)
+        result.setdefault("resultType", "complete")
+        meta = result.get("_meta")
+        if not isinstance(meta, dict):
+            result["_meta"] = {META_SERVER_INFO: SERVER_INFO}
+        elif META_SERVER_INFO not in meta:
+            result["_meta"] = {**meta, META_SERVER_INFO: SERVER_INFO}
+        return result
+
+    # ------------------------------------------------------------------ methods of both eras
+
+    async def _common(self, method: str, params: JsonObject) -> JsonObject:
+        if method == "tools/list":
+            return self._tools_list(params)
+        if method == "tools/call":
+            return await self._tools_call(params)
+        if method in ("resources/list", "resources/templates/list", "prompts/list"):
+            key = {"resources/list": "resources", "resources/templates/list": "resourceTemplates",
+                   "prompts/list": "prompts"}[method]
+            return self._cacheable({key: []})
+        raise RpcError(METHOD_NOT_FOUND, f"method not found: {method}")
+
+    def _cacheable(self, result: JsonObject) -> JsonObject:
+        if self.era == "modern":
+            result["ttlMs"] = 0
+            result["cacheScope"] = "private"
+        return result
+
+    def _tools_list(self, params: JsonObject) -> JsonObject:
+        self.front.discover_unknown_tools()
+        tools = self.front.catalog.tools()
+        offset = _decode_cursor(params.get("cursor"))
+        page = tools[offset: offset + PAGE_SIZE]
+        result: JsonObject = {"tools": page}
+        if offset + PAGE_SIZE < len(tools):
+            result["nextCursor"] = _encode_cursor(offset + PAGE_SIZE)
+        return self._cacheable(result)
+
+    async def _tools_call(self, params: JsonObject) -> JsonObject:
+        name = params.get("name")
+        if not isinstance(name, str):
+            raise RpcError(INVALID_PARAMS, "tools/call needs a 'name'")
+        arguments = params.get("arguments")
+        if arguments is not None and not isinstance(arguments, dict):
+            raise RpcError(INVALID_PARAMS, "'arguments' must be an object")
+        route = self.front.catalog.route(name)
+        if route is None:
+            raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
+        if route.server_id == MANAGEMENT:
+            return await self.front.management.call(route.tool, arguments or {})
+        meta = params.get("_meta")
+        forward: JsonObject | None = None
+        if isinstance(meta, dict):
+            forward = {k: v for k, v in meta.items() if not k.startswith(RESERVED_META_PREFIX)} or None
+        try:
+            return await self.hangar.call_tool(route.server_id, route.tool, arguments, meta=forward)
+        except UpstreamRpcError as exc:
+            raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
+                           exc.error.get("data")) from None
+        except UpstreamTimeoutError as exc:
+            raise RpcError(REQUEST_TIMEOUT, exc.message, {"error_type": exc.error_name}) from None
+        except McpServerNotFoundError as exc:
+            raise RpcError(INVALID_PARAMS, exc.message) from None
+        except HangarError as exc:
+            raise RpcError(INTERNAL_ERROR, exc.message, {"error_type": exc.error_name,
+                                                         "mcp_server": route.server_id}) from None
+
+
+def dumps(message: JsonObject) -> bytes:
+    return orjson.dumps(message)
