@@ -10,10 +10,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..hangar import Hangar
+from ..front.http import McpHttpEndpoint
+from ..front.session import Front
 from ..metrics import Metrics
 from . import servers, system
 from .errors import install_error_handlers
@@ -76,6 +79,9 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     """Build the app around ``hangar``. With ``manage_lifecycle`` the app's lifespan starts and
     stops Hangar."""
 
+    front = Front(hangar)
+    mcp_endpoint = McpHttpEndpoint(front)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if manage_lifecycle:
@@ -83,6 +89,8 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
         try:
             yield
         finally:
+            mcp_endpoint.close()
+            front.close()
             if manage_lifecycle:
                 await hangar.aclose()
 
@@ -96,6 +104,9 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     metrics = Metrics(hangar)
     app.state.hangar = hangar
     app.state.metrics = metrics
+    app.state.mcp = mcp_endpoint
+    app.router.routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"],
+                                   include_in_schema=False))
     install_error_handlers(app)
     app.include_router(servers.router)
     app.include_router(system.router)

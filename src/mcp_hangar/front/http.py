@@ -1,0 +1,317 @@
+"""The MCP front over Streamable HTTP at /mcp, both protocol eras on one endpoint.
+
+- Modern clients (2026-07-28): stateless POSTs; the ``MCP-Protocol-Version``, ``Mcp-Method`` and
+  ``Mcp-Name`` headers must agree with the body; GET and DELETE answer 405.
+- Legacy clients: ``initialize`` creates a session (``Mcp-Session-Id``); later POSTs carry it; GET opens
+  the session's notification stream (SSE); DELETE ends the session.
+
+Every request first passes the DNS-rebinding checks (Host and Origin) and the body size limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, find_duplicated_routing_header
+from starlette.types import Receive, Scope, Send
+
+from .session import (
+    INVALID_REQUEST,
+    LEGACY_VERSIONS,
+    MODERN_VERSIONS,
+    PARSE_ERROR,
+    Front,
+    FrontSession,
+    JsonObject,
+    error_response,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_HEADER = "mcp-session-id"
+VERSION_HEADER = "mcp-protocol-version"
+LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+KEEPALIVE_S = 15.0
+STREAM_QUEUE = 1024
+
+
+class LegacyHttpSession(FrontSession):
+    """A legacy session: lives between initialize and DELETE (or idle expiry)."""
+
+    def __init__(self, front: Front, session_id: str) -> None:
+        self.session_id = session_id
+        self.queue: asyncio.Queue[JsonObject] = asyncio.Queue(maxsize=STREAM_QUEUE)
+        self.streaming = False
+        self.last_seen = time.monotonic()
+        super().__init__(front, self._enqueue, transport="http")
+
+    async def _enqueue(self, message: JsonObject) -> None:
+        if self.queue.full():  # a client that never reads loses the oldest notifications
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self.queue.get_nowait()
+        self.queue.put_nowait(message)
+
+
+def _host_name(host: str) -> str:
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class McpHttpEndpoint:
+    """An ASGI app serving /mcp."""
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        settings = front.hangar.loaded.config.front
+        self.max_body = settings.max_body_bytes
+        self.allowed_hosts = {h.lower() for h in settings.allowed_hosts}
+        self.allowed_origins = {o.lower().rstrip("/") for o in settings.allowed_origins}
+        self.idle_timeout = settings.session_idle_timeout_s
+        self.sessions: dict[str, LegacyHttpSession] = {}
+        self.closing = False
+
+    def close(self) -> None:
+        self.closing = True
+        for session in list(self.sessions.values()):
+            session.close()
+        self.sessions.clear()
+
+    # ------------------------------------------------------------------ ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        method = scope["method"]
+        rejection = self._check_security(headers)
+        if rejection is not None:
+            await _plain(send, *rejection)
+            return
+        self._expire_sessions()
+        if method == "POST":
+            await self._post(scope, receive, send, headers)
+        elif method == "GET":
+            await self._get(send, headers)
+        elif method == "DELETE":
+            await self._delete(send, headers)
+        else:
+            await _plain(send, 405, "Method Not Allowed", {"allow": "GET, POST, DELETE"})
+
+    def _check_security(self, headers: Mapping[str, str]) -> tuple[int, str] | None:
+        host = headers.get("host", "").lower()
+        if "*" not in self.allowed_hosts:
+            name = _host_name(host)
+            if name not in LOOPBACK_HOSTS and host not in self.allowed_hosts and name not in self.allowed_hosts:
+                return 421, f"Invalid Host header: {host!r}"
+        origin = headers.get("origin")
+        if origin is not None and "*" not in self.allowed_origins:
+            value = origin.lower().rstrip("/")
+            parts = urlsplit(value)
+            if (parts.hostname or "") not in LOOPBACK_HOSTS and value not in self.allowed_origins:
+                return 403, f"Invalid Origin header: {origin!r}"
+        return None
+
+    def _expire_sessions(self) -> None:
+        now = time.monotonic()
+        for sid, session in list(self.sessions.items()):
+            if not session.streaming and now - session.last_seen > self.idle_timeout:
+                session.close()
+                self.sessions.pop(sid, None)
+
+    # ------------------------------------------------------------------ POST
+
+    async def _read_body(self, receive: Receive, headers: Mapping[str, str]) -> bytes | None:
+        declared = headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return b""
+            body = message.get("body", b"")
+            size += len(body)
+            if size > self.max_body:
+                return None
+            chunks.append(body)
+            if not message.get("more_body"):
+                return b"".join(chunks)
+
+    async def _post(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
+        accept = headers.get("accept", "*/*")
+        if not any(t in accept for t in ("application/json", "text/event-stream", "*/*", "application/*")):
+            await _plain(send, 406, "Not Acceptable: accept application/json or text/event-stream")
+            return
+        body = await self._read_body(receive, headers)
+        if body is None:
+            await _plain(send, 413, f"request body larger than {self.max_body} bytes")
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _json(send, 400, error_response(None, PARSE_ERROR, "Parse error: not valid JSON"))
+            return
+        if not isinstance(message, dict):
+            await _json(send, 400, error_response(None, INVALID_REQUEST, "expected one JSON-RPC object "
+                                                                         "(batches are not supported)"))
+            return
+        version = headers.get(VERSION_HEADER)
+        if version in MODERN_VERSIONS or (version is None and _has_modern_meta(message)
+                                          and message.get("method") != "initialize"):
+            await self._post_modern(scope, send, headers, message)
+        else:
+            await self._post_legacy(send, headers, message)
+
+    async def _post_modern(self, scope: Scope, send: Send, headers: Mapping[str, str], message: JsonObject) -> None:
+        duplicated = find_duplicated_routing_header(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", []))
+        if duplicated is not None and "id" in message:
+            await _json(send, 400, error_response(message.get("id"), -32020,
+                                                  f"{duplicated} header appears more than once"))
+            return
+        session = FrontSession(self.front, None, transport="http")
+        response = await session.handle(message, headers=headers)
+        if response is None:
+            await _plain(send, 202, "")
+            return
+        status = 200
+        error = response.get("error")
+        if isinstance(error, dict):
+            status = ERROR_CODE_HTTP_STATUS.get(error.get("code", 0), 200)
+        await _json(send, status, response)
+
+    async def _post_legacy(self, send: Send, headers: Mapping[str, str], message: JsonObject) -> None:
+        version = headers.get(VERSION_HEADER)
+        if version is not None and version not in LEGACY_VERSIONS:
+            await _json(send, 400, error_response(message.get("id"), INVALID_REQUEST,
+                                                  f"Unsupported protocol version: {version}"))
+            return
+        if message.get("method") == "initialize":
+            session_id = secrets.token_hex(16)
+            session = LegacyHttpSession(self.front, session_id)
+            response = await session.handle(message)
+            if response is not None and "result" in response:
+                self.sessions[session_id] = session
+                await _json(send, 200, response, {SESSION_HEADER: session_id})
+            else:
+                session.close()
+                await _json(send, 400, response or error_response(None, INVALID_REQUEST, "bad initialize"))
+            return
+        session_id = headers.get(SESSION_HEADER)
+        if not session_id:
+            await _json(send, 400, error_response(message.get("id"), INVALID_REQUEST,
+                                                  "Bad Request: Missing session ID"))
+            return
+        existing = self.sessions.get(session_id)
+        if existing is None:
+            await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
+            return
+        existing.last_seen = time.monotonic()
+        response = await existing.handle(message)
+        if response is None:
+            await _plain(send, 202, "")
+        else:
+            await _json(send, 200, response)
+
+    # ------------------------------------------------------------------ GET / DELETE
+
+    def _legacy_session(self, headers: Mapping[str, str]) -> LegacyHttpSession | None | str:
+        if headers.get(VERSION_HEADER) in MODERN_VERSIONS:
+            return "modern"
+        session_id = headers.get(SESSION_HEADER)
+        if not session_id:
+            return None
+        return self.sessions.get(session_id) or "unknown"
+
+    async def _get(self, send: Send, headers: Mapping[str, str]) -> None:
+        session = self._legacy_session(headers)
+        if session is None or session == "modern":
+            await _plain(send, 405, "Method Not Allowed", {"allow": "POST"})
+            return
+        if session == "unknown":
+            await _plain(send, 404, "Session not found")
+            return
+        assert isinstance(session, LegacyHttpSession)
+        if "text/event-stream" not in headers.get("accept", ""):
+            await _plain(send, 406, "Not Acceptable: the GET stream is text/event-stream")
+            return
+        if session.streaming:
+            await _plain(send, 409, "Conflict: this session already has a GET stream")
+            return
+        session.streaming = True
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": _sse_headers()})
+            await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
+            idle = 0.0
+            while not self.closing and session.session_id in self.sessions:
+                try:
+                    message = await asyncio.wait_for(session.queue.get(), 0.5)
+                except TimeoutError:
+                    idle += 0.5
+                    if idle >= KEEPALIVE_S:
+                        idle = 0.0
+                        await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
+                    continue
+                idle = 0.0
+                await send({"type": "http.response.body", "body": _sse_event(message), "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except OSError:
+            pass  # the client went away
+        finally:
+            session.streaming = False
+            session.last_seen = time.monotonic()
+
+    async def _delete(self, send: Send, headers: Mapping[str, str]) -> None:
+        session = self._legacy_session(headers)
+        if session is None or session == "modern":
+            await _plain(send, 405, "Method Not Allowed", {"allow": "POST"})
+            return
+        if session == "unknown":
+            await _plain(send, 404, "Session not found")
+            return
+        assert isinstance(session, LegacyHttpSession)
+        self.sessions.pop(session.session_id, None)
+        session.close()
+        await _plain(send, 200, "")
+
+
+def _has_modern_meta(message: JsonObject) -> bool:
+    params = message.get("params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+
+
+def _sse_headers() -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache, no-transform"),
+            (b"x-accel-buffering", b"no"), (b"connection", b"keep-alive")]
+
+
+def _sse_event(message: JsonObject) -> bytes:
+    return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
+
+
+async def _json(send: Send, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
+    body = orjson.dumps(payload)
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               (b"x-accel-buffering", b"no")]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _plain(send: Send, status: int, text: str, extra: dict[str, str] | None = None) -> None:
+    body = text.encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
