@@ -85,3 +85,38 @@ async def api_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     for hangar, client in made:
         await client.aclose()
         await hangar.aclose()
+
+
+@pytest.fixture
+async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    """``await factory(servers)`` gives ``(hangar, base_url)``: the real app served by uvicorn on a free
+    loopback port inside the test's event loop. Stopped (and Hangar closed) at teardown."""
+    import asyncio
+
+    import uvicorn
+
+    running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def make(servers: dict[str, dict[str, Any]], data_dir: Path | None = None,
+                   extra: dict[str, Any] | None = None) -> tuple[Hangar, str]:
+        hangar = Hangar(loaded_config(servers, extra), data_dir or tmp_path / f"http{len(running)}")
+        app = create_app(hangar)
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                               lifespan="on", access_log=False))
+        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the test owns signals
+        task = asyncio.get_running_loop().create_task(server.serve())
+        running.append((server, task))
+        async with asyncio.timeout(20):
+            while not server.started:
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.01)
+        return hangar, f"http://127.0.0.1:{port}"
+
+    yield make
+    for server, task in running:
+        server.should_exit = True
+    for server, task in running:
+        with contextlib.suppress(BaseException):
+            await asyncio.wait_for(task, 10)
