@@ -115,8 +115,8 @@ async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
         return hangar, f"http://127.0.0.1:{port}"
 
     yield make
-    for server, task in running:
+    for server, _ in running:
         server.should_exit = True
-    for server, task in running:
+    for _, task in running:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 10)

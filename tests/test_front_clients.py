@@ -95,7 +95,7 @@ async def test_raw_relay_keeps_every_field(hangar_factory: Any) -> None:
 
 
 async def test_tool_failure_stays_a_result(http_factory: Any) -> None:
-    hangar, base = await http_factory({"raw": raw_server()})
+    _hangar, base = await http_factory({"raw": raw_server()})
     async with Client(f"{base}/mcp", mode="legacy") as client:
         result = await client.call_tool("raw__fail", {})
         assert result.is_error is True
@@ -137,7 +137,7 @@ async def test_hang_gives_a_timeout_error(http_factory: Any) -> None:
 
 
 async def test_hangar_call_fans_out(http_factory: Any) -> None:
-    hangar, base = await http_factory({"a": raw_server(), "b": raw_server()})
+    _hangar, base = await http_factory({"a": raw_server(), "b": raw_server()})
     async with Client(f"{base}/mcp", mode="legacy") as client:
         calls = [{"mcp_server": "a", "tool": "add", "arguments": {"a": i, "b": 1}} for i in range(5)]
         calls.append({"mcp_server": "b", "tool": "fail", "arguments": {}})

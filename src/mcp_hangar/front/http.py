@@ -207,12 +207,12 @@ class McpHttpEndpoint:
                 session.close()
                 await _json(send, 400, response or error_response(None, INVALID_REQUEST, "bad initialize"))
             return
-        session_id = headers.get(SESSION_HEADER)
-        if not session_id:
+        given = headers.get(SESSION_HEADER)
+        if not given:
             await _json(send, 400, error_response(message.get("id"), INVALID_REQUEST,
                                                   "Bad Request: Missing session ID"))
             return
-        existing = self.sessions.get(session_id)
+        existing = self.sessions.get(given)
         if existing is None:
             await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
             return
@@ -225,7 +225,7 @@ class McpHttpEndpoint:
 
     # ------------------------------------------------------------------ GET / DELETE
 
-    def _legacy_session(self, headers: Mapping[str, str]) -> LegacyHttpSession | None | str:
+    def _legacy_session(self, headers: Mapping[str, str]) -> LegacyHttpSession | str | None:
         if headers.get(VERSION_HEADER) in MODERN_VERSIONS:
             return "modern"
         session_id = headers.get(SESSION_HEADER)

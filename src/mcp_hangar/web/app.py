@@ -14,9 +14,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..hangar import Hangar
 from ..front.http import McpHttpEndpoint
 from ..front.session import Front
+from ..hangar import Hangar
 from ..metrics import Metrics
 from . import servers, system
 from .errors import install_error_handlers
