@@ -50,6 +50,9 @@ class ServerSpec(_Strict):
     env: dict[str, str] = Field(default_factory=dict)
     cwd: str | None = None
     description: str = ""
+    # Prefix of this server's tool and prompt names and resource URIs on the MCP front; default the id.
+    # An empty string exposes them unchanged (for a single upstream, or names known to be unique).
+    namespace: str | None = Field(default=None, max_length=64, pattern=r"^[A-Za-z0-9_.-]*$")
     idle_ttl_s: float = Field(default=300, gt=0, le=86400)
     health_check_interval_s: float = Field(default=60, gt=0, le=3600)
     max_consecutive_failures: int = Field(default=3, ge=1, le=100)

@@ -83,7 +83,8 @@ class Catalog:
             for server in self._hangar.list_servers():
                 for tool in server.tools:
                     original = tool["name"]
-                    name = exposed_name(server.server_id, original, settings.tool_separator)
+                    name = exposed_name(server.server_id, original, settings.tool_separator,
+                                        namespace=server.spec.namespace)
                     if name in routes:
                         name = disambiguate(name, server.server_id, original)
                     routes[name] = ToolRoute(server.server_id, original)

@@ -20,9 +20,11 @@ def _digest(*parts: str) -> str:
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:_HASH_LEN]
 
 
-def exposed_name(server_id: str, name: str, separator: str = "__", max_len: int = MAX_NAME) -> str:
-    """The client-facing name of ``name`` on ``server_id``."""
-    full = f"{server_id}{separator}{name}"
+def exposed_name(server_id: str, name: str, separator: str = "__", max_len: int = MAX_NAME,
+                 namespace: str | None = None) -> str:
+    """The client-facing name of ``name`` on ``server_id`` (prefixed with ``namespace``, default the id)."""
+    prefix = server_id if namespace is None else namespace
+    full = f"{prefix}{separator}{name}" if prefix else name
     clean = _UNSAFE.sub("_", full)
     if clean == full and len(full) <= max_len:
         return full

@@ -24,6 +24,7 @@ from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
 from .. import __version__
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
+from .features import FeatureError, Features, forwardable
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -40,7 +41,6 @@ MODERN_VERSIONS = ("2026-07-28",)
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
 META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
-RESERVED_META_PREFIX = "io.modelcontextprotocol/"
 SERVER_INFO = {"name": "mcp-hangar", "version": __version__}
 INSTRUCTIONS = (
     "MCP Hangar aggregates several MCP servers. Upstream tools are named <server><separator><tool>; "
@@ -96,6 +96,7 @@ class Front:
         self.hangar = hangar
         self.catalog = Catalog(hangar, MANAGEMENT_TOOLS)
         self.management = Management(hangar)
+        self.features = Features(hangar)
         self.sessions: set[FrontSession] = set()
         self.catalog.on_change(self._tools_changed)
         self._discovering: set[str] = set()
@@ -104,7 +105,8 @@ class Front:
         self.catalog.close()
 
     def capabilities(self) -> JsonObject:
-        return {"tools": {"listChanged": True}, "logging": {}}
+        return {"tools": {"listChanged": True}, "resources": {"subscribe": True, "listChanged": True},
+                "prompts": {"listChanged": True}, "completions": {}, "logging": {}}
 
     def _tools_changed(self) -> None:
         for session in list(self.sessions):
@@ -277,11 +279,32 @@ class FrontSession:
             return self._tools_list(params)
         if method == "tools/call":
             return await self._tools_call(params)
-        if method in ("resources/list", "resources/templates/list", "prompts/list"):
-            key = {"resources/list": "resources", "resources/templates/list": "resourceTemplates",
-                   "prompts/list": "prompts"}[method]
-            return self._cacheable({key: []})
+        features = self.front.features
+        try:
+            if method == "resources/list":
+                return self._page("resources", await features.list_resources(), params)
+            if method == "resources/templates/list":
+                return self._page("resourceTemplates", await features.list_templates(), params)
+            if method == "prompts/list":
+                return self._page("prompts", await features.list_prompts(), params)
+            if method == "resources/read":
+                return self._cacheable(await features.read_resource(params))
+            if method == "prompts/get":
+                return await features.get_prompt(params)
+            if method == "completion/complete":
+                return await features.complete(params)
+            if method in ("resources/subscribe", "resources/unsubscribe") and self.era == "legacy":
+                return await features.subscribe(method, params)
+        except FeatureError as exc:
+            raise RpcError(exc.code, exc.message, exc.data) from None
         raise RpcError(METHOD_NOT_FOUND, f"method not found: {method}")
+
+    def _page(self, key: str, items: list[JsonObject], params: JsonObject) -> JsonObject:
+        offset = _decode_cursor(params.get("cursor"))
+        result: JsonObject = {key: items[offset: offset + PAGE_SIZE]}
+        if offset + PAGE_SIZE < len(items):
+            result["nextCursor"] = _encode_cursor(offset + PAGE_SIZE)
+        return self._cacheable(result)
 
     def _cacheable(self, result: JsonObject) -> JsonObject:
         if self.era == "modern":
@@ -291,13 +314,7 @@ class FrontSession:
 
     def _tools_list(self, params: JsonObject) -> JsonObject:
         self.front.discover_unknown_tools()
-        tools = self.front.catalog.tools()
-        offset = _decode_cursor(params.get("cursor"))
-        page = tools[offset: offset + PAGE_SIZE]
-        result: JsonObject = {"tools": page}
-        if offset + PAGE_SIZE < len(tools):
-            result["nextCursor"] = _encode_cursor(offset + PAGE_SIZE)
-        return self._cacheable(result)
+        return self._page("tools", self.front.catalog.tools(), params)
 
     async def _tools_call(self, params: JsonObject) -> JsonObject:
         name = params.get("name")
@@ -311,10 +328,7 @@ class FrontSession:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
         if route.server_id == MANAGEMENT:
             return await self.front.management.call(route.tool, arguments or {})
-        meta = params.get("_meta")
-        forward: JsonObject | None = None
-        if isinstance(meta, dict):
-            forward = {k: v for k, v in meta.items() if not k.startswith(RESERVED_META_PREFIX)} or None
+        forward = forwardable(params).get("_meta")
         try:
             return await self.hangar.call_tool(route.server_id, route.tool, arguments, meta=forward)
         except UpstreamRpcError as exc:
