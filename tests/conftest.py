@@ -116,6 +116,7 @@ async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 
     yield make
     for server, _ in running:
+        server.config.app.state.begin_shutdown()
         server.should_exit = True
     for _, task in running:
         with contextlib.suppress(BaseException):

@@ -100,7 +100,7 @@ class McpHttpEndpoint:
         if method == "POST":
             await self._post(scope, receive, send, headers)
         elif method == "GET":
-            await self._get(send, headers)
+            await self._get(receive, send, headers)
         elif method == "DELETE":
             await self._delete(send, headers)
         else:
@@ -166,8 +166,7 @@ class McpHttpEndpoint:
                                                                          "(batches are not supported)"))
             return
         version = headers.get(VERSION_HEADER)
-        if version in MODERN_VERSIONS or (version is None and _has_modern_meta(message)
-                                          and message.get("method") != "initialize"):
+        if version in MODERN_VERSIONS or (_has_modern_meta(message) and message.get("method") != "initialize"):
             await self._post_modern(scope, send, headers, message)
         else:
             await self._post_legacy(send, headers, message)
@@ -233,7 +232,7 @@ class McpHttpEndpoint:
             return None
         return self.sessions.get(session_id) or "unknown"
 
-    async def _get(self, send: Send, headers: Mapping[str, str]) -> None:
+    async def _get(self, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
         session = self._legacy_session(headers)
         if session is None or session == "modern":
             await _plain(send, 405, "Method Not Allowed", {"allow": "POST"})
@@ -249,11 +248,19 @@ class McpHttpEndpoint:
             await _plain(send, 409, "Conflict: this session already has a GET stream")
             return
         session.streaming = True
+        disconnected = asyncio.Event()
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected.set()
+
+        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": _sse_headers()})
             await send({"type": "http.response.body", "body": b": stream open\n\n", "more_body": True})
             idle = 0.0
-            while not self.closing and session.session_id in self.sessions:
+            while not self.closing and not disconnected.is_set() and session.session_id in self.sessions:
                 try:
                     message = await asyncio.wait_for(session.queue.get(), 0.5)
                 except TimeoutError:
@@ -268,6 +275,7 @@ class McpHttpEndpoint:
         except OSError:
             pass  # the client went away
         finally:
+            watcher.cancel()
             session.streaming = False
             session.last_seen = time.monotonic()
 

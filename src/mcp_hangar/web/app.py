@@ -105,6 +105,9 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     app.state.hangar = hangar
     app.state.metrics = metrics
     app.state.mcp = mcp_endpoint
+    # Called by the server at the first shutdown signal: long-lived streams end at once instead of
+    # holding the graceful shutdown open.
+    app.state.begin_shutdown = mcp_endpoint.close
     app.router.routes.append(Route("/mcp", mcp_endpoint, methods=["GET", "POST", "DELETE"],
                                    include_in_schema=False))
     install_error_handlers(app)
