@@ -41,6 +41,14 @@ class ToolDecl(BaseModel):
     inputSchema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
 
 
+class RemoteHttpSettings(_Strict):
+    """HTTP client settings of a ``remote`` upstream."""
+
+    connect_timeout: float = Field(default=10.0, gt=0, le=300)
+    read_timeout: float = Field(default=300.0, gt=0, le=3600)
+    max_retries: int = Field(default=3, ge=0, le=10)
+
+
 class ServerSpec(_Strict):
     """How to run one upstream MCP server. Keys mirror the YAML file and the REST payload."""
 
@@ -73,6 +81,7 @@ class ServerSpec(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     auth: dict[str, Any] | None = None
     tls: dict[str, Any] | None = None
+    http: RemoteHttpSettings = Field(default_factory=RemoteHttpSettings)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -104,8 +113,10 @@ class ServerSpec(_Strict):
         if self.mode == "remote":
             if not self.endpoint:
                 raise ValueError("mode 'remote' needs an 'endpoint'")
-            if not re.match(r"^https?://", self.endpoint):
+            if not re.match(r"^https?://[^/\s]+", self.endpoint):
                 raise ValueError("'endpoint' must be an http:// or https:// URL")
+            if self.auth is not None and self.auth.get("type") not in ("bearer", "api_key", "basic"):
+                raise ValueError("auth.type must be one of bearer, api_key, basic")
         return self
 
     def argv(self) -> list[str]:
@@ -114,7 +125,7 @@ class ServerSpec(_Strict):
     def launch_fields(self) -> dict[str, Any]:
         """Fields whose change means the process must be restarted to take effect."""
         keys = ("mode", "command", "args", "env", "cwd", "image", "volumes", "network", "read_only",
-                "user", "resources", "endpoint", "headers", "auth", "tls")
+                "user", "resources", "endpoint", "headers", "auth", "tls", "http")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -137,12 +148,31 @@ class FrontSettings(_Strict):
     session_idle_timeout_s: float = Field(default=1800, gt=0)
 
 
+class SsrfSettings(_Strict):
+    """Networks that ``remote`` endpoints registered through REST may resolve to (config-file ones are trusted)."""
+
+    trusted_networks: list[str] = Field(default_factory=list)
+
+    @field_validator("trusted_networks")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError:
+                raise ValueError(f"not a network: {net!r} (write for example 10.0.0.0/8)") from None
+        return value
+
+
 class HangarConfig(_Strict):
     """The whole file."""
 
     mcp_servers: dict[str, ServerSpec] = Field(default_factory=dict)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     front: FrontSettings = Field(default_factory=FrontSettings)
+    ssrf: SsrfSettings = Field(default_factory=SsrfSettings)
 
     @field_validator("mcp_servers", mode="before")
     @classmethod
@@ -264,7 +294,7 @@ def _known_keys(loc: Loc) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-_SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings}
+_SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings, "ssrf": SsrfSettings}
 
 
 def _key_path(loc: Loc) -> str:
