@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import ipaddress
+import itertools
 import logging
 import socket
 import ssl
@@ -99,6 +99,7 @@ class RemoteUpstream:
         on_request: RequestHandler | None = None,
         client_version: str = "0",
         ssrf_trusted: list[str] | None = None,
+        era: str = "auto",
     ) -> None:
         self.server_id = server_id
         self.endpoint = endpoint
@@ -119,6 +120,7 @@ class RemoteUpstream:
         self._on_request = on_request
         self._client_version = client_version
         self._ssrf_trusted = ssrf_trusted
+        self._wanted_era = era
         self._ids = itertools.count(1)
         self._session_id: str | None = None
         self._exit_callback: Callable[[int | None, str], None] | None = None
@@ -149,13 +151,19 @@ class RemoteUpstream:
         except ValidationError as exc:
             await self.close()
             raise McpServerStartError(exc.message) from None
+        except _Unreachable as exc:
+            await self.close()
+            raise McpServerStartError(f"{self.endpoint} is unreachable: {exc}") from None
         except UpstreamError as exc:
             await self.close()
             raise McpServerStartError(f"cannot connect to {self.endpoint}: {exc.message}") from None
 
     async def _probe(self) -> None:
+        if self._wanted_era == "legacy":
+            await self._initialize()
+            return
         try:
-            result = await self._exchange("server/discover", {}, modern=True)
+            result = await self._exchange("server/discover", {}, modern=True, probing=True)
             versions = result.get("supportedVersions")
             if isinstance(versions, list) and MODERN_VERSION in versions:
                 self.era, self.protocol_version = "modern", MODERN_VERSION
@@ -246,7 +254,8 @@ class RemoteUpstream:
                                     headers={**self._request_headers(method, params),
                                              "content-type": "application/json"})
 
-    async def _exchange(self, method: str, params: JsonObject | None, *, modern: bool) -> JsonObject:
+    async def _exchange(self, method: str, params: JsonObject | None, *, modern: bool,
+                        probing: bool = False) -> JsonObject:
         request_id = next(self._ids)
         body: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
         sent = self._envelope(params) if modern else params
@@ -261,7 +270,7 @@ class RemoteUpstream:
                 if response.status_code == 404 and not modern and self._session_id and method != "initialize":
                     raise _SessionExpired()
                 kind = response.headers.get("content-type", "")
-                if modern and response.status_code in (400, 404, 405) and "json" not in kind:
+                if probing and response.status_code in (400, 404, 405) and "json" not in kind:
                     raise _NotModern()
                 if "text/event-stream" in kind:
                     return await self._read_sse(response, request_id)
@@ -269,27 +278,27 @@ class RemoteUpstream:
                 if len(raw) > self._max:
                     raise UpstreamProtocolError(f"response larger than {self._max} bytes (max_response_bytes)")
                 if response.status_code >= 400 and "json" not in kind:
-                    if modern:
+                    if probing:
                         raise _NotModern()
                     raise UpstreamProtocolError(f"HTTP {response.status_code} from {self.endpoint}")
                 try:
                     message = orjson.loads(raw)
                 except orjson.JSONDecodeError:
-                    if modern:
+                    if probing:
                         raise _NotModern() from None
                     raise UpstreamProtocolError(f"{self.endpoint} answered with something that is not JSON") from None
-                return self._result_of(message, request_id, modern)
+                return self._result_of(message, probing)
         except httpx.TimeoutException:
             raise UpstreamTimeoutError(f"'{method}' to {self.endpoint} timed out") from None
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise _Unreachable(str(exc) or type(exc).__name__) from None
 
-    def _result_of(self, message: Any, request_id: int, modern: bool) -> JsonObject:
+    def _result_of(self, message: Any, probing: bool = False) -> JsonObject:
         if not isinstance(message, dict):
             raise UpstreamProtocolError("the remote answered with a JSON value that is not a JSON-RPC object")
         if "error" in message:
             error = message["error"] if isinstance(message["error"], dict) else {"code": -32603}
-            if modern and error.get("code") in (-32600, -32601) and not isinstance(error.get("data"), dict):
+            if probing and error.get("code") in (-32600, -32601) and not isinstance(error.get("data"), dict):
                 # a legacy server rejecting the modern envelope or method
                 raise _NotModern()
             raise UpstreamRpcError(f"upstream error: {error.get('message') or 'error'}", error)
@@ -324,7 +333,7 @@ class RemoteUpstream:
             elif "method" in message:
                 asyncio.get_running_loop().create_task(self._answer(message))
             elif message.get("id") == request_id:
-                return self._result_of(message, request_id, self.era == "modern")
+                return self._result_of(message)
         raise UpstreamCrashedError(f"{self.endpoint} closed the stream before answering")
 
     async def _answer(self, message: JsonObject) -> None:
