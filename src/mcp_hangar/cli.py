@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import ipaddress
 import logging
 import os
 import signal
 import socket
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -35,6 +35,7 @@ config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=
 app.add_typer(config_app, name="config")
 
 log = logging.getLogger("mcp_hangar")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 def _version(value: bool) -> None:
@@ -60,17 +61,43 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("mcp-hangar", appauthor=False))
 
 
+def _fail(message: str, code: int) -> typer.Exit:
+    """Report a fatal problem of ``serve`` (as a log record when logs are JSON) and give its exit."""
+    _error(message)
+    return typer.Exit(code)
+
+
+def _error(message: str) -> None:
+    if _json_logs_on:
+        log.error("%s", message)  # a JSON log consumer must see errors as JSON lines too
+    else:
+        typer.echo(f"error: {message}", err=True)
+
+
+_json_logs_on = False
+
+
+def _setup_logging(level: str, json_logs: bool) -> None:
+    global _json_logs_on
+    setup_logging(level, json_logs)
+    _json_logs_on = json_logs
+
+
 def _load(config: str | None, lenient: bool) -> LoadedConfig:
     path = find_config_path(config)
     try:
         loaded = load_config(path, lenient=lenient)
     except ConfigError as exc:
         for problem in exc.problems:
-            typer.echo(f"error: {problem}", err=True)
+            _error(problem)
         raise typer.Exit(exc.exit_code) from None
-    for warning in loaded.warnings:
-        log.warning("%s", warning)
     return loaded
+
+
+def _level(name: str | None) -> str | None:
+    """The canonical name of a log level, or None when ``name`` is not one."""
+    upper = (name or "").strip().upper()
+    return upper if upper in LOG_LEVELS else None
 
 
 def _is_loopback(host: str) -> bool:
@@ -90,11 +117,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        typer.echo(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+        hint = "; is another server using it? pick another --port" if exc.errno == errno.EADDRINUSE else ""
+        raise _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}", 2) from None
     sock.listen(2048)
-    sock.set_inheritable(True)
-    return sock
+    return sock  # not inheritable: an upstream must never hold Hangar's port open
 
 
 @app.command()
@@ -109,35 +135,46 @@ def serve(
                                       help="HTTP port (0 picks a free one).")] = 8000,
     data_dir: Annotated[Path | None, typer.Option(help="Where state is kept (default: the per-user "
                                                   "data folder, or $MCP_HANGAR_DATA_DIR).")] = None,
-    log_level: Annotated[str, typer.Option(envvar="MCP_LOG_LEVEL", help="DEBUG, INFO, WARNING, "
-                                           "ERROR.")] = "INFO",
-    json_logs: Annotated[bool, typer.Option(envvar="MCP_JSON_LOGS", help="Log JSON lines.")] = False,
+    log_level: Annotated[str | None, typer.Option(envvar="MCP_LOG_LEVEL", help="DEBUG, INFO, WARNING, "
+                                                  "ERROR (default: the config's logging.level, "
+                                                  "else INFO).")] = None,
+    json_logs: Annotated[bool | None, typer.Option("--json-logs/--no-json-logs", envvar="MCP_JSON_LOGS",
+                                                   help="Log JSON lines (default: the config's "
+                                                   "logging.json).")] = None,
     lenient: Annotated[bool, typer.Option(help="Unknown config keys are warnings, not errors.")] = False,
     unsafe_no_auth: Annotated[bool, typer.Option(help="Allow a non-loopback --host without "
                                                  "authentication.")] = False,
 ) -> None:
     """Run Hangar: MCP on stdio (default) or HTTP with --http."""
-    setup_logging(log_level, json_logs)
+    # The command line and the environment win over the config file's logging section.
+    _setup_logging(_level(log_level) or "INFO", bool(json_logs))
+    if log_level is not None and _level(log_level) is None:
+        raise _fail(f"--log-level: unknown level {log_level!r}; use one of {', '.join(LOG_LEVELS)}", 1)
     loaded = _load(config, lenient)
+    settings = loaded.config.logging
+    level = _level(log_level or settings.level)
+    if level is None:
+        raise _fail(f"{loaded.source}: logging.level: unknown level {settings.level!r}; "
+                    f"use one of {', '.join(LOG_LEVELS)}", 1)
+    _setup_logging(level, settings.json_logs if json_logs is None else json_logs)
+    for warning in loaded.warnings:
+        log.warning("%s", warning)
     if http and not _is_loopback(host) and not unsafe_no_auth:
-        typer.echo(f"error: refusing to serve on non-loopback address {host!r} without authentication; "
-                   "enable auth or pass --unsafe-no-auth", err=True)
-        raise typer.Exit(1)
+        raise _fail(f"refusing to serve on non-loopback address {host!r} without authentication; "
+                    "enable auth or pass --unsafe-no-auth", 1)
     directory = (data_dir or default_data_dir()).expanduser()
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        typer.echo(f"error: cannot create data directory {directory}: {exc.strerror or exc}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(f"cannot create data directory {directory}: {exc.strerror or exc}", 2) from None
     log.info("config: %s; data: %s", loaded.source, directory)
     try:
         if http:
-            code = _serve_http(loaded, directory, host, port, log_level)
+            code = _serve_http(loaded, directory, host, port, level)
         else:
             code = asyncio.run(_serve_stdio(loaded, directory))
     except HangarError as exc:
-        typer.echo(f"error: {exc.message}", err=True)
-        raise typer.Exit(2) from None
+        raise _fail(exc.message, 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     raise typer.Exit(code)
@@ -218,4 +255,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -13,6 +13,7 @@ import contextlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 
 # Runs as `python -S -c REAPER_CODE`; reads "+PGID" / "-PGID" lines from stdin.
 REAPER_CODE = r"""
@@ -40,9 +41,26 @@ while True:
 def alive(g):
     try:
         os.killpg(g, 0)
-        return True
     except OSError:
         return False
+    # killpg also reaches zombies, which an init that reaps slowly keeps around: on Linux, look for
+    # a member that is still running.
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/" + name + "/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(b")") + 2:].split()
+        if len(fields) > 2 and fields[2] == str(g).encode() and fields[0] not in (b"Z", b"X"):
+            return True
+    return False
 for sig in (signal.SIGTERM, signal.SIGKILL):
     for g in list(groups):
         try:
@@ -64,8 +82,10 @@ class Reaper:
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        global _owner_pid
         if self._proc is not None:
             return
+        _owner_pid = os.getpid()
         self._proc = subprocess.Popen(
             [sys.executable, "-S", "-c", REAPER_CODE],
             stdin=subprocess.PIPE,
@@ -108,21 +128,32 @@ class Reaper:
 
 
 def set_parent_death_signal() -> None:
-    """Ask the kernel to SIGKILL this process when its parent thread exits (Linux only)."""
+    """Ask the kernel to SIGKILL this process when its parent thread exits (Linux only).
+
+    Runs in the child between fork and exec. If Hangar died before the request took effect, no
+    signal will ever come (and the reaper may not know this group yet), so the child gives up.
+    """
     if _PRCTL is not None:
         _PRCTL(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    if _owner_pid is not None and os.getppid() != _owner_pid:
+        os._exit(1)
 
 
-def _load_prctl() -> object | None:
+# The process that started the reaper and spawns the upstreams (set by ``Reaper.start``).
+_owner_pid: int | None = None
+
+
+def _load_prctl() -> Callable[..., int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl
+        prctl: Callable[..., int] = libc.prctl
+        return prctl
     except (OSError, AttributeError):
         return None
 
 
-_PRCTL: object | None = _load_prctl()
+_PRCTL: Callable[..., int] | None = _load_prctl()

@@ -30,8 +30,8 @@ from .events import (
     HealthCheckFailed,
     HealthCheckPassed,
     McpServerCrashed,
-    McpServerStartFailed,
     McpServerStarted,
+    McpServerStartFailed,
     McpServerStateChanged,
     McpServerStopped,
     ToolInvocationCompleted,
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 
 LOG_RING_LINES = 1000
 BACKOFF_CAP_S = 60.0
-GIVEN_UP_AFTER = 6  # consecutive failed starts or crashes: the backoff has reached its cap
+GIVEN_UP_AFTER = 6  # consecutive failed starts or crashes before the reason becomes ``given_up``
 HEALTH_TIMEOUT_S = 5.0
+REAP_WAIT_S = 3.0  # how long a stop waits for a crashed process group to be reaped
 
 Source = Literal["config", "api"]
 ToolsOrigin = Literal["live", "declared", "remembered", "unknown"]
@@ -99,6 +100,7 @@ class ManagedServer:
         self.logs: deque[LogLine] = deque(maxlen=LOG_RING_LINES)
         self.upstream: StdioUpstream | None = None
         self._start_task: asyncio.Task[None] | None = None
+        self._reaping: set[asyncio.Task[int | None]] = set()  # closes of upstreams that died on their own
         self._lifecycle = asyncio.Lock()
         self._slots = asyncio.Semaphore(spec.max_concurrency)
         self._health_running = False
@@ -211,9 +213,15 @@ class ManagedServer:
         if task is None or task.done():
             task = asyncio.get_running_loop().create_task(self._start(), name=f"start-{self.server_id}")
             self._start_task = task
-        await asyncio.shield(task)
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not task.cancelled() or (current is not None and current.cancelling()):
+                raise  # this caller was cancelled, not the start
+            # A stop cancelled the start this caller was waiting for.
         if self.state != State.READY or self.upstream is None:
-            raise McpServerUnavailableError(f"MCP Server '{self.server_id}' stopped while starting")
+            raise McpServerUnavailableError(f"MCP Server '{self.server_id}' was stopped while starting")
         return self.upstream
 
     async def _start(self) -> None:
@@ -228,6 +236,7 @@ class ManagedServer:
                     McpServerStartError(f"mode '{self.spec.mode}' is not available in this version of Hangar")
                 )
             began = time.monotonic()
+            budget = self.spec.startup_timeout_s  # for the handshake and every tools/list page together
             self._set_state(State.INITIALIZING)
             upstream = StdioUpstream(
                 self.server_id,
@@ -240,13 +249,20 @@ class ManagedServer:
                 client_version=__version__,
             )
             try:
-                await upstream.start(self.spec.startup_timeout_s)
-                tools = await self._list_tools(upstream, self.spec.startup_timeout_s)
+                await upstream.start(budget)
+                tools = await self._list_tools(upstream, budget - (time.monotonic() - began))
+                if upstream.broken is not None:  # died after answering: no exit callback would report it
+                    raise upstream.broken
             except asyncio.CancelledError:
                 await upstream.close()
                 with contextlib.suppress(RuntimeError):
                     self._set_state(State.COLD)
                 raise
+            except UpstreamTimeoutError:
+                await upstream.close()
+                self._fail_start(McpServerStartError(
+                    f"MCP Server '{self.server_id}' failed to start: the handshake and tools/list took longer "
+                    f"than startup_timeout_s ({budget:g} s)"))
             except UpstreamError as exc:
                 await upstream.close()
                 self._fail_start(exc if isinstance(exc, McpServerStartError) else McpServerStartError(
@@ -285,11 +301,16 @@ class ManagedServer:
         raise error
 
     async def _list_tools(self, upstream: StdioUpstream, timeout: float) -> list[JsonObject]:
+        """Every page of ``tools/list``, all within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
         tools: list[JsonObject] = []
         cursor: Any = None
         for _ in range(1000):  # a server that pages forever is cut off
             params: JsonObject = {"cursor": cursor} if cursor else {}
-            result = await upstream.request("tools/list", params, timeout)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UpstreamTimeoutError(f"'tools/list' did not finish within {timeout:g} s")
+            result = await upstream.request("tools/list", params, remaining)
             page = result.get("tools")
             if not isinstance(page, list):
                 raise UpstreamProtocolError("tools/list result has no 'tools' list")
@@ -300,17 +321,28 @@ class ManagedServer:
         return tools
 
     async def stop(self, reason: str = "user_request") -> bool:
-        """Stop the process if running. Returns whether anything was stopped."""
+        """Stop the process if running or starting. Returns whether anything was stopped.
+
+        An ``idle`` stop checks again that the server is idle: a call may have arrived since the
+        ticker looked, and it must not be cut off.
+        """
+        if reason == "idle" and not self.idle_expired(time.monotonic()):
+            return False
+        interrupted = False
         task = self._start_task
         if task is not None and not task.done():
             task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+            await asyncio.wait([task])  # never raises; a cancellation of this caller still propagates
+            interrupted = task.cancelled()
+        if self._reaping:  # a crashed process group may still be on its way out
+            await asyncio.wait(list(self._reaping), timeout=REAP_WAIT_S)
         async with self._lifecycle:
             if self.upstream is None:
                 if self.state in (State.INITIALIZING, State.READY, State.DEGRADED):
                     self._set_state(State.COLD)
-                return False
+                if interrupted:
+                    self._bus.publish(McpServerStopped(mcp_server_id=self.server_id, reason=reason))
+                return interrupted
             code = await self._close_upstream(reason)
             if self.state != State.COLD:
                 self._set_state(State.COLD)
@@ -334,8 +366,10 @@ class ManagedServer:
         if self.state in (State.READY, State.DEGRADED):
             self._set_state(State.DEAD, reason=reason, message=message)
         self._bus.publish(McpServerCrashed(mcp_server_id=self.server_id, exit_code=exit_code, message=message))
-        if upstream is not None:  # reap the process group in the background
-            asyncio.get_running_loop().create_task(upstream.close(grace=0.5))
+        if upstream is not None:  # reap the process group in the background; a stop waits for it
+            task = asyncio.get_running_loop().create_task(upstream.close(grace=0.5), name=f"reap-{self.server_id}")
+            self._reaping.add(task)
+            task.add_done_callback(self._reaping.discard)
 
     # ------------------------------------------------------------------ calls
 

@@ -200,9 +200,11 @@ class RemoteUpstream:
 
     # ------------------------------------------------------------------ messages
 
-    def _request_headers(self, method: str | None, params: JsonObject | None, modern: bool | None = None) -> dict[str, str]:
+    def _request_headers(
+        self, method: str | None, params: JsonObject | None, modern: bool | None = None
+    ) -> dict[str, str]:
         headers = {**self._headers, "accept": "application/json, text/event-stream"}
-        if modern if modern is not None else self.era == "modern":
+        if self.era == "modern" if modern is None else modern:
             headers["mcp-protocol-version"] = MODERN_VERSION
             if method:
                 headers["mcp-method"] = method

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 
 _ID_PREFIX_RE = re.compile(rb'"id"\s*:\s*(-?\d+|"(?:[^"\\]|\\.)*")')
 _READ_CHUNK = 256 * 1024
-_STDERR_LINE_MAX = 8192
+_STDERR_LINE_MAX = 8192  # longer stderr lines keep their first 8 KiB
+_DRAIN_S = 0.5  # after the process group is gone, how long the readers may take to read what is left
 # Variables an upstream inherits from Hangar's environment unless ``inherit_env`` asks for all.
 SAFE_ENV_KEYS = ("PATH", "HOME", "USER", "LOGNAME", "SHELL", "TERM", "LANG", "LANGUAGE", "TZ", "TMPDIR",
                  "SYSTEMROOT", "VIRTUAL_ENV", "PYTHONPATH", "NODE_PATH")
@@ -107,6 +108,11 @@ class StdioUpstream:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
+    @property
+    def broken(self) -> UpstreamError | None:
+        """Why the connection can no longer be used (the process exited, or wrote garbage); else None."""
+        return self._broken
+
     def set_exit_callback(self, callback: Callable[[int | None, str], None]) -> None:
         self._exit_callback = callback
 
@@ -121,7 +127,7 @@ class StdioUpstream:
                 cwd=self._cwd,
                 start_new_session=True,
                 preexec_fn=set_parent_death_signal,
-                limit=_STDERR_LINE_MAX * 2,
+                limit=_READ_CHUNK,
             )
         except FileNotFoundError:
             raise McpServerStartError(f"command not found: {self._argv[0]!r}") from None
@@ -143,7 +149,8 @@ class StdioUpstream:
             raise McpServerStartError(f"no answer to the MCP handshake within {timeout:g} s") from None
         except UpstreamError as exc:
             code = await self.close()
-            detail = f" (exit code {code})" if code is not None else ""
+            # A crash error already names the exit code.
+            detail = f" (exit code {code})" if code is not None and not isinstance(exc, UpstreamCrashedError) else ""
             raise McpServerStartError(f"MCP handshake failed: {exc.message}{detail}") from None
 
     async def _handshake(self, timeout: float) -> None:
@@ -188,6 +195,10 @@ class StdioUpstream:
                 await asyncio.wait_for(proc.wait(), grace)
         await self._kill_leftovers()
         self._fail_all(UpstreamCrashedError("the MCP server was stopped"))
+        # Everyone holding the pipes is gone: let the readers take the last lines (a dying server's
+        # traceback is the most useful part of its stderr) before they are cancelled.
+        if pending := [t for t in self._tasks if not t.done()]:
+            await asyncio.wait(pending, timeout=_DRAIN_S)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -220,7 +231,9 @@ class StdioUpstream:
             return False
         except PermissionError:
             return True
-        return True
+        # Zombies stay in the group until their new parent reaps them, which an init that reaps
+        # late (or Hangar running as PID 1) may never do; there is nothing left to signal in them.
+        return _group_has_live_member(pgid)
 
     def _signal_group(self, sig: int) -> None:
         if self._pgid is None:
@@ -401,16 +414,60 @@ class StdioUpstream:
                 pending.future.set_exception(error)
 
     async def _read_stderr(self) -> None:
+        """Split stderr into lines; a line longer than 8 KiB keeps its start and loses the rest."""
         proc = self._proc
         assert proc is not None and proc.stderr is not None
         stream = proc.stderr
+        line = bytearray()
+        cut = False  # inside a line already cut at the cap
         while True:
             try:
-                raw = await stream.readline()
-            except ValueError:  # a line longer than the stream limit: take what is buffered
-                raw = await stream.read(_STDERR_LINE_MAX)
-            except (asyncio.LimitOverrunError, ConnectionError):
-                raw = await stream.read(_STDERR_LINE_MAX)
-            if not raw:
+                chunk = await stream.read(_READ_CHUNK)
+            except ConnectionError:
+                chunk = b""
+            if not chunk:
+                if line and not cut:
+                    self._emit_stderr(line)
                 return
-            self._on_stderr(raw[:_STDERR_LINE_MAX].decode("utf-8", "replace").rstrip("\r\n"))
+            start = 0
+            while start < len(chunk):
+                nl = chunk.find(b"\n", start)
+                end = len(chunk) if nl < 0 else nl
+                if not cut:
+                    line += chunk[start:min(end, start + _STDERR_LINE_MAX - len(line))]
+                    if len(line) >= _STDERR_LINE_MAX and nl < 0:
+                        self._emit_stderr(line)
+                        line.clear()
+                        cut = True
+                if nl < 0:
+                    break
+                if not cut:
+                    self._emit_stderr(line)
+                line.clear()
+                cut = False
+                start = nl + 1
+
+    def _emit_stderr(self, raw: bytes | bytearray) -> None:
+        self._on_stderr(bytes(raw).decode("utf-8", "replace").rstrip("\r"))
+
+
+def _group_has_live_member(pgid: int) -> bool:
+    """Whether a process group has a member that is not a zombie (Linux /proc; elsewhere assume so)."""
+    try:
+        entries = os.scandir("/proc")
+    except OSError:
+        return True
+    with entries:
+        for entry in entries:
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat", "rb") as f:
+                    stat = f.read()
+            except OSError:
+                continue  # gone meanwhile
+            # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            fields = stat[stat.rfind(b")") + 2 :].split()
+            if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                return True
+    return False
