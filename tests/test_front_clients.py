@@ -19,9 +19,9 @@ HANGAR = str(Path(sys.executable).parent / "mcp-hangar")
 ERAS = ["legacy", "2026-07-28"]
 
 
-def _stdio_params(tmp_path: Path, servers: dict[str, Any]) -> StdioServerParameters:
+def _stdio_params(tmp_path: Path, servers: dict[str, Any], **sections: Any) -> StdioServerParameters:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"mcp_servers": servers}))
+    cfg.write_text(yaml.safe_dump({"mcp_servers": servers, **sections}))
     return StdioServerParameters(
         command=HANGAR,
         args=["serve", "-c", str(cfg), "--data-dir", str(tmp_path / "data"), "--log-level", "WARNING"],
@@ -158,10 +158,21 @@ async def test_list_changed_reaches_legacy_clients(tmp_path: Path) -> None:
         if getattr(getattr(message, "root", message), "method", None) == "notifications/tools/list_changed":
             changed.set()
 
-    params = _stdio_params(tmp_path, {"raw": raw_server()})
+    params = _stdio_params(tmp_path, {"raw": raw_server()}, front={"discovery_timeout_s": 0})
     async with Client(params, mode="legacy", message_handler=on_message) as client:  # type: ignore[call-arg]
         names = _tool_names(await client.list_tools())
-        assert "raw__echo" not in names  # never started, nothing declared
+        assert "raw__echo" not in names  # never started, nothing declared, and the list did not wait
         # Listing started discovery in the background; the tools arrive with a notification.
         await asyncio.wait_for(changed.wait(), 10)
         assert "raw__echo" in _tool_names(await client.list_tools())
+
+
+async def test_first_list_waits_for_never_started_servers(tmp_path: Path) -> None:
+    params = _stdio_params(tmp_path, {"raw": raw_server(), "broken": {"command": ["/nonexistent/cmd"]}})
+    async with Client(params, mode="legacy") as client:
+        names = _tool_names(await client.list_tools())
+        assert "raw__echo" in names  # started once to learn its tools
+        status = (await client.call_tool("hangar_status", {})).structured_content
+        assert status is not None
+        broken = next(s for s in status["mcp_servers"] if s["mcp_server_id"] == "broken")
+        assert broken["state"] == "dead" and "/nonexistent/cmd" in broken["why"]

@@ -146,6 +146,8 @@ class FrontSettings(_Strict):
     # Origin values accepted on /mcp besides loopback origins; "*" accepts any.
     allowed_origins: list[str] = Field(default_factory=list)
     session_idle_timeout_s: float = Field(default=1800, gt=0)
+    # How long the first tools/list waits for never-started servers (no declared tools) to report theirs.
+    discovery_timeout_s: float = Field(default=10, ge=0, le=300)
 
 
 class SsrfSettings(_Strict):

@@ -99,7 +99,7 @@ class Front:
         self.features = Features(hangar)
         self.sessions: set[FrontSession] = set()
         self.catalog.on_change(self._tools_changed)
-        self._discovering: set[str] = set()
+        self._discovering: dict[str, asyncio.Task[None]] = {}
 
     def close(self) -> None:
         self.catalog.close()
@@ -112,24 +112,30 @@ class Front:
         for session in list(self.sessions):
             session.notify_soon({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
 
-    def discover_unknown_tools(self) -> None:
-        """Start, in the background, servers whose tools were never seen, so their tools appear.
+    async def discover_unknown_tools(self) -> None:
+        """Start servers whose tools were never seen, so that their tools can be listed.
 
-        Their tools are remembered in the store, so this happens once per server, ever; the servers
-        stop again after their idle time. Clients hear about the new tools through list_changed.
+        Waits at most ``front.discovery_timeout_s``; a server still starting after that keeps going in
+        the background and clients hear of its tools through list_changed. Tools are remembered in the
+        store, so this happens once per server, ever; the servers stop again after their idle time.
         """
-        for server_id in self.catalog.unknown_servers():
-            if server_id in self._discovering:
-                continue
-            self._discovering.add(server_id)
-            asyncio.get_running_loop().create_task(self._discover(server_id))
+        unknown = self.catalog.unknown_servers()
+        if not unknown:
+            return
+        loop = asyncio.get_running_loop()
+        for server_id in unknown:
+            if server_id not in self._discovering:
+                self._discovering[server_id] = loop.create_task(self._discover(server_id))
+        pending = [self._discovering[s] for s in unknown if s in self._discovering]
+        if pending:
+            await asyncio.wait(pending, timeout=self.hangar.loaded.config.front.discovery_timeout_s)
 
     async def _discover(self, server_id: str) -> None:
         try:
             with contextlib.suppress(HangarError):
                 await self.hangar.start_server(server_id)
         finally:
-            self._discovering.discard(server_id)
+            self._discovering.pop(server_id, None)
 
 
 class FrontSession:
@@ -276,7 +282,8 @@ class FrontSession:
 
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
         if method == "tools/list":
-            return self._tools_list(params)
+            await self.front.discover_unknown_tools()
+            return self._page("tools", self.front.catalog.tools(), params)
         if method == "tools/call":
             return await self._tools_call(params)
         features = self.front.features
@@ -311,10 +318,6 @@ class FrontSession:
             result["ttlMs"] = 0
             result["cacheScope"] = "private"
         return result
-
-    def _tools_list(self, params: JsonObject) -> JsonObject:
-        self.front.discover_unknown_tools()
-        return self._page("tools", self.front.catalog.tools(), params)
 
     async def _tools_call(self, params: JsonObject) -> JsonObject:
         name = params.get("name")
