@@ -77,6 +77,7 @@ def stubborn(*flags: str) -> StdioUpstream:
         max_message_bytes=1 << 20,
         reaper=None,
         on_stderr=lambda _line: None,
+        era="legacy",  # it answers only initialize and tools/list
     )
 
 

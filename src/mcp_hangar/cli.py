@@ -1,7 +1,8 @@
 """The ``mcp-hangar`` command line. Errors become messages and exit codes here, nowhere else.
 
-Exit codes: 0 success, 1 invalid input (for example an invalid config), 2 a missing file or a
-system problem (port in use, unreadable data directory), 130 interrupted.
+Exit codes: 0 success (``serve`` stopped by SIGTERM included), 1 invalid input (for example an
+invalid config), 2 a missing file or a system problem (port in use, unusable data directory),
+130 interrupted (SIGINT).
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ import logging
 import os
 import signal
 import socket
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -187,24 +190,67 @@ def _ignore_sighup() -> None:
 
 
 def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_level: str) -> int:
+    sock = _bind(host, port)  # before the heavy imports: a port in use fails at once
+
     import uvicorn
 
     from .hangar import Hangar
     from .web.app import create_app
 
-    sock = _bind(host, port)
+    class HttpServer(uvicorn.Server):
+        """uvicorn, with Hangar's signal policy: the first SIGTERM/SIGINT ends long-lived MCP streams
+        at once (they would hold the graceful shutdown open), and the signal is remembered for the
+        exit code instead of being re-raised, so Hangar's own shutdown runs to its end."""
+
+        def __init__(self, config: uvicorn.Config) -> None:
+            super().__init__(config)
+            self.received: list[int] = []
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            first = not self.should_exit
+            self.received.append(sig)
+            super().handle_exit(sig, frame)
+            begin_shutdown = getattr(application.state, "begin_shutdown", None)
+            if first and begin_shutdown is not None:
+                with contextlib.suppress(RuntimeError):  # no running loop: nothing is streaming yet
+                    asyncio.get_running_loop().call_soon_threadsafe(begin_shutdown)
+
     hangar = Hangar(loaded, data_dir)
-    application = create_app(hangar)
-    bound = sock.getsockname()
-    shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
-    log.info("serving http://%s:%d (REST /api, MCP /mcp, /health, /metrics)", shown, bound[1])
-    server = uvicorn.Server(uvicorn.Config(
+    application = create_app(hangar, manage_lifecycle=False)
+    server = HttpServer(uvicorn.Config(
         application, log_config=None, log_level=log_level.lower(), lifespan="on",
         timeout_graceful_shutdown=3, access_log=False, server_header=False,
     ))
     _ignore_sighup()
-    server.run(sockets=[sock])
-    return 0 if server.started else 2
+
+    async def run() -> int:
+        # Hangar's lifecycle is owned here, not by the app's lifespan, so a failed start (an unusable
+        # state database) is a clean error and exit code rather than a server startup traceback.
+        try:
+            await hangar.start()
+            bound = sock.getsockname()
+            shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+            log.info("serving http://%s:%d (REST /api, MCP /mcp, /health, /metrics)", shown, bound[1])
+            await server.serve(sockets=[sock])
+        finally:
+            await hangar.aclose()
+        if not server.started:
+            return 2
+        return 130 if signal.SIGINT in server.received else 0
+
+    # The loop uvicorn would pick (uvloop when installed); older uvicorn releases have no factory.
+    loop_factory = getattr(server.config, "get_loop_factory", lambda: None)()
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(run())
 
 
 async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
@@ -212,12 +258,18 @@ async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
 
     hangar = Hangar(loaded, data_dir)
     stop = asyncio.Event()
+    received: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: int) -> None:
+        received.append(sig)
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP received; config reload is not enabled"))
-    await hangar.start()
     try:
+        await hangar.start()
         from .front.stdio import serve_stdio
 
         front = asyncio.create_task(serve_stdio(hangar))
@@ -229,7 +281,7 @@ async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
                 await task
     finally:
         await hangar.aclose()
-    return 0
+    return 130 if signal.SIGINT in received else 0
 
 
 @config_app.command("check")

@@ -56,7 +56,11 @@ class ServerSpec(_Strict):
     command: list[str] | None = None
     args: list[str] = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict)
+    # Pass Hangar's whole environment to the process (default: only PATH, HOME, LANG, TZ, ... plus env).
+    inherit_env: bool = False
     cwd: str | None = None
+    # Protocol era towards this upstream: probe (auto), or force the handshake (legacy) or 2026-07-28 era.
+    protocol: Literal["auto", "legacy", "modern"] = "auto"
     description: str = ""
     # Prefix of this server's tool and prompt names and resource URIs on the MCP front; default the id.
     # An empty string exposes them unchanged (for a single upstream, or names known to be unique).
@@ -124,8 +128,8 @@ class ServerSpec(_Strict):
 
     def launch_fields(self) -> dict[str, Any]:
         """Fields whose change means the process must be restarted to take effect."""
-        keys = ("mode", "command", "args", "env", "cwd", "image", "volumes", "network", "read_only",
-                "user", "resources", "endpoint", "headers", "auth", "tls", "http")
+        keys = ("mode", "command", "args", "env", "inherit_env", "protocol", "cwd", "image", "volumes", "network",
+                "read_only", "user", "resources", "endpoint", "headers", "auth", "tls", "http")
         return {k: getattr(self, k) for k in keys}
 
 

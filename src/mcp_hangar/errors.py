@@ -16,10 +16,12 @@ uses ``jsonrpc_code``, the CLI uses ``exit_code``.
     ├── StoreError                           503
     └── UpstreamError                        502   (anything an upstream server did wrong)
         ├── McpServerStartError              502   (spawn failed, handshake failed or timed out)
-        ├── McpServerUnavailableError        503   (dead and in backoff, degraded, stopping)
+        ├── McpServerUnavailableError        503   (dead and in backoff, or stopped while starting)
         ├── UpstreamCrashedError             502   (the process exited during a call)
         ├── UpstreamTimeoutError             504   (no answer within call_timeout_s)
-        ├── UpstreamProtocolError            502   (garbage, oversized or malformed messages)
+        │   └── ProbeUnansweredError         504   (no answer to the era probe: retried as legacy)
+        ├── UpstreamProtocolError            502   (garbage or malformed messages)
+        │   └── UpstreamResponseTooLargeError 502  (one message over max_response_bytes)
         └── UpstreamRpcError                 502   (the upstream answered with a JSON-RPC error)
 """
 
@@ -115,8 +117,16 @@ class UpstreamTimeoutError(UpstreamError):
     jsonrpc_code = -32001
 
 
+class ProbeUnansweredError(UpstreamTimeoutError):
+    """The upstream never answered the era probe (``server/discover``); it is retried in the legacy era."""
+
+
 class UpstreamProtocolError(UpstreamError):
     status_code = 502
+
+
+class UpstreamResponseTooLargeError(UpstreamProtocolError):
+    """One message exceeded ``max_response_bytes``; the connection itself is fine."""
 
 
 class UpstreamRpcError(UpstreamError):

@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,10 @@ class Hangar:
         self.stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._background: set[asyncio.Task[Any]] = set()
+        # Called with (server, notification) for upstream notifications not tied to one call
+        # (logging messages, resource and prompt list changes): the MCP fronts fan them out.
+        self.notification_listeners: list[Callable[[ManagedServer, JsonObject], None]] = []
+        self._creating: set[str] = set()  # ids whose REST create is being saved
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -152,10 +157,20 @@ class Hangar:
         server = ManagedServer(
             server_id, spec, source=source, bus=self.bus, reaper=self.reaper,
             remembered_tools=remembered, on_tools_changed=self._remember_tools,
+            on_notification=self._relay_notification,
+            # Endpoints from the config file are trusted; REST-registered ones are checked for SSRF.
+            ssrf_trusted=list(self.loaded.config.ssrf.trusted_networks) if source == "api" else None,
         )
         self.servers[server_id] = server
         self.bus.publish(McpServerRegistered(mcp_server_id=server_id, mode=spec.mode, source=source))
         return server
+
+    def _relay_notification(self, server: ManagedServer, message: JsonObject) -> None:
+        for listener in list(self.notification_listeners):
+            try:
+                listener(server, message)
+            except Exception:
+                log.exception("notification listener failed")
 
     def _remember_tools(self, server: ManagedServer) -> None:
         tools = list(server.tools)
@@ -181,9 +196,13 @@ class Hangar:
             validate_server_id(server_id)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
-        if server_id in self.servers:
+        if server_id in self.servers or server_id in self._creating:
             raise ConflictError(f"MCP Server '{server_id}' already exists")
-        await self.store.save_server(server_id, spec_to_dict(spec))
+        self._creating.add(server_id)  # claimed before the await, so a concurrent create gets the 409
+        try:
+            await self.store.save_server(server_id, spec_to_dict(spec))
+        finally:
+            self._creating.discard(server_id)
         server = self._register(server_id, spec, "api")
         if spec.auto_start:
             self._spawn(self._auto_start(server))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 import threading
@@ -79,17 +80,23 @@ class Store:
         self._conn = conn
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
-            await asyncio.to_thread(conn.close)
+        def work() -> None:
+            # Under the lock: a write still running on a worker thread finishes before the close.
+            with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.close()
+
+        await asyncio.to_thread(work)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def work() -> T:
-            if self._conn is None:
-                raise StoreError("the state database is closed")
             with self._lock:
+                conn = self._conn
+                if conn is None:
+                    raise StoreError("the state database is closed")
                 try:
-                    return fn(self._conn)
+                    return fn(conn)
                 except sqlite3.Error as exc:
                     raise StoreError(f"state database error: {exc}") from None
 
@@ -104,13 +111,22 @@ class Store:
 
     # ------------------------------------------------------------------ servers
 
+    # Specs use the standard json module: they are rare writes, and free-form fields (resources, auth,
+    # tool schemas) may hold integers beyond 64 bits, which orjson refuses and would read back as floats.
+
     async def load_servers(self) -> dict[str, dict[str, Any]]:
         rows = await self._run(lambda c: c.execute("SELECT server_id, spec FROM servers").fetchall())
-        return {sid: orjson.loads(spec) for sid, spec in rows}
+        out: dict[str, dict[str, Any]] = {}
+        for sid, spec in rows:
+            try:
+                out[sid] = json.loads(spec)
+            except ValueError:
+                log.error("saved server %r is unreadable and was skipped", sid)
+        return out
 
     async def save_server(self, server_id: str, spec: dict[str, Any]) -> None:
         now = time.time()
-        data = orjson.dumps(spec).decode()
+        data = json.dumps(spec, separators=(",", ":"))
         await self._run(lambda c: c.execute(
             "INSERT INTO servers (server_id, spec, created_at, updated_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT(server_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",

@@ -15,13 +15,16 @@ from typing import Any, Literal
 import orjson
 
 from . import __version__
+from .callers import Caller, CallerRegistry
 from .config import ServerSpec, default_tools
 from .errors import (
     HangarError,
     McpServerStartError,
     McpServerUnavailableError,
+    ProbeUnansweredError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamResponseTooLargeError,
     UpstreamRpcError,
     UpstreamTimeoutError,
 )
@@ -40,8 +43,8 @@ from .events import (
 )
 from .models import STARTABLE, DeadReason, State, can_transition
 from .reaper import Reaper
-from .upstream.base import JsonObject
-from .upstream.stdio import StdioUpstream, child_environment
+from .upstream.base import JsonObject, Upstream
+from .upstream.factory import make_upstream
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ class ManagedServer:
         reaper: Reaper | None,
         remembered_tools: list[JsonObject] | None = None,
         on_tools_changed: Callable[[ManagedServer], None] | None = None,
+        on_notification: Callable[[ManagedServer, JsonObject], None] | None = None,
+        ssrf_trusted: list[str] | None = None,
     ) -> None:
         self.server_id = server_id
         self.spec = spec
@@ -82,6 +87,10 @@ class ManagedServer:
         self._bus = bus
         self._reaper = reaper
         self._on_tools_changed = on_tools_changed
+        self._on_notification = on_notification
+        self._ssrf_trusted = ssrf_trusted  # None: the endpoint is trusted (declared in the config file)
+        self.callers = CallerRegistry(server_id)
+        self._probe_unanswered = False
         self.state = State.COLD
         self.dead_reason: DeadReason | None = None
         self.dead_since: float | None = None
@@ -98,9 +107,10 @@ class ManagedServer:
         self.started_at: float | None = None
         self.in_flight = 0
         self.logs: deque[LogLine] = deque(maxlen=LOG_RING_LINES)
-        self.upstream: StdioUpstream | None = None
+        self.upstream: Upstream | None = None
         self._start_task: asyncio.Task[None] | None = None
         self._reaping: set[asyncio.Task[int | None]] = set()  # closes of upstreams that died on their own
+        self._chores: set[asyncio.Future[Any]] = set()  # deliveries and refreshes started by notifications
         self._lifecycle = asyncio.Lock()
         self._slots = asyncio.Semaphore(spec.max_concurrency)
         self._health_running = False
@@ -198,7 +208,7 @@ class ManagedServer:
 
     # ------------------------------------------------------------------ start / stop
 
-    async def ensure_ready(self, *, explicit: bool = False) -> StdioUpstream:
+    async def ensure_ready(self, *, explicit: bool = False) -> Upstream:
         """Return a READY upstream, starting it if needed; concurrent callers share one start."""
         if self.state == State.READY and self.upstream is not None:
             return self.upstream
@@ -230,26 +240,24 @@ class ManagedServer:
                 return
             if self.upstream is not None:  # degraded: replace the old process
                 await self._close_upstream("restart")
-            if self.spec.mode != "subprocess":
-                self._set_state(State.INITIALIZING)
-                self._fail_start(
-                    McpServerStartError(f"mode '{self.spec.mode}' is not available in this version of Hangar")
-                )
             began = time.monotonic()
             budget = self.spec.startup_timeout_s  # for the handshake and every tools/list page together
             self._set_state(State.INITIALIZING)
-            upstream = StdioUpstream(
-                self.server_id,
-                self.spec.argv(),
-                env=child_environment(self.spec.env, inherit_all=False),
-                cwd=self.spec.cwd,
-                max_message_bytes=self.spec.max_response_bytes,
-                reaper=self._reaper,
-                on_stderr=self.record_log,
-                client_version=__version__,
-            )
+            # A server that ignored the era probe once is spoken to in the legacy era from then on.
+            spec = self.spec if self.spec.protocol != "auto" or not self._probe_unanswered else \
+                self.spec.model_copy(update={"protocol": "legacy"})
             try:
-                await upstream.start(budget)
+                upstream = self._make_upstream(spec)
+            except McpServerStartError as exc:
+                self._fail_start(exc)
+            try:
+                try:
+                    await upstream.start(budget)
+                except ProbeUnansweredError:
+                    self._probe_unanswered = True
+                    self.record_log("[hangar] no answer to server/discover; restarting in the legacy era")
+                    upstream = self._make_upstream(spec.model_copy(update={"protocol": "legacy"}))
+                    await upstream.start(max(0.001, budget - (time.monotonic() - began)))
                 tools = await self._list_tools(upstream, budget - (time.monotonic() - began))
                 if upstream.broken is not None:  # died after answering: no exit callback would report it
                     raise upstream.broken
@@ -290,6 +298,13 @@ class ManagedServer:
             if changed and self._on_tools_changed is not None:
                 self._on_tools_changed(self)
 
+    def _make_upstream(self, spec: ServerSpec) -> Upstream:
+        return make_upstream(
+            self.server_id, spec, reaper=self._reaper, on_log=self.record_log,
+            on_notification=self._on_upstream_notification, on_request=self.callers.route_request,
+            client_version=__version__, ssrf_trusted=self._ssrf_trusted,
+        )
+
     def _fail_start(self, error: McpServerStartError) -> None:
         self._schedule_backoff()
         reason = DeadReason.GIVEN_UP if self.restart_failures >= GIVEN_UP_AFTER else DeadReason.START_FAILED
@@ -300,7 +315,7 @@ class ManagedServer:
         )
         raise error
 
-    async def _list_tools(self, upstream: StdioUpstream, timeout: float) -> list[JsonObject]:
+    async def _list_tools(self, upstream: Upstream, timeout: float) -> list[JsonObject]:
         """Every page of ``tools/list``, all within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         tools: list[JsonObject] = []
@@ -373,9 +388,58 @@ class ManagedServer:
 
     # ------------------------------------------------------------------ calls
 
+    def _on_upstream_notification(self, message: JsonObject) -> None:
+        """Progress goes to its caller; a tool-list change refreshes the tools; the rest goes up."""
+        method = message.get("method")
+        if method == "notifications/progress":
+            delivery = self.callers.route_progress(message)
+            if delivery is not None:
+                self._keep(asyncio.ensure_future(delivery))
+            return
+        if method == "notifications/tools/list_changed":
+            self._keep(asyncio.ensure_future(self.refresh_tools()))
+            return
+        if self._on_notification is not None:
+            self._on_notification(self, message)
+
+    def _keep(self, task: asyncio.Future[Any]) -> None:
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
+
+    async def refresh_tools(self) -> None:
+        """Fetch the tool list again (after the upstream said it changed)."""
+        upstream = self.upstream
+        if upstream is None:
+            return
+        try:
+            tools = await self._list_tools(upstream, min(HEALTH_TIMEOUT_S, self.spec.call_timeout_s))
+        except UpstreamError as exc:
+            self.record_log(f"[hangar] refreshing tools failed: {exc.message}")
+            return
+        if self.upstream is upstream and tools != self.tools:
+            self.tools = tools
+            if self._on_tools_changed is not None:
+                self._on_tools_changed(self)
+
+    async def request(self, method: str, params: JsonObject | None, *, caller: Caller | None = None) -> JsonObject:
+        """Any other request to the upstream (resources, prompts, completion), starting it if needed."""
+        upstream = await self.ensure_ready()
+        self.last_used = time.monotonic()
+        key, meta, token = self.callers.enter(caller or Caller(), (params or {}).get("_meta"))
+        if meta is not None and params is not None:
+            params = {**params, "_meta": meta}
+        self.in_flight += 1
+        try:
+            async with self._slots:
+                return await upstream.request(method, params, self.spec.call_timeout_s)
+        finally:
+            self.in_flight -= 1
+            self.last_used = time.monotonic()
+            self.callers.leave(key, token)
+
     async def call_tool(
         self, tool: str, arguments: JsonObject | None, *, meta: JsonObject | None = None,
-        principal: str | None = None,
+        principal: str | None = None, caller: Caller | None = None,
     ) -> JsonObject:
         """Call a tool on this server, starting it if needed. Tool-level errors stay results."""
         correlation_id = uuid.uuid4().hex
@@ -386,6 +450,7 @@ class ManagedServer:
         began = time.perf_counter()
         self.in_flight += 1
         self.last_used = time.monotonic()
+        key, meta, token = self.callers.enter(caller or Caller(), meta)
         try:
             upstream = await self.ensure_ready()
             params: JsonObject = {"name": tool, "arguments": arguments or {}}
@@ -403,6 +468,7 @@ class ManagedServer:
         finally:
             self.in_flight -= 1
             self.last_used = time.monotonic()
+            self.callers.leave(key, token)
         self.total_invocations += 1
         self.consecutive_failures = 0
         self.last_success_at = time.time()
@@ -417,8 +483,8 @@ class ManagedServer:
         self.total_invocations += 1
         self.total_failures += 1
         self.last_failure_at = time.time()
-        if isinstance(exc, UpstreamRpcError):
-            return  # the server answered: it is alive and well
+        if isinstance(exc, (UpstreamRpcError, UpstreamResponseTooLargeError)):
+            return  # the server answered (too much, or with an error): it is alive and well
         if isinstance(exc, (UpstreamTimeoutError, UpstreamProtocolError)):
             self.consecutive_failures += 1
             self._maybe_degrade(f"{self.consecutive_failures} consecutive failures, last: {exc.message}")

@@ -35,22 +35,6 @@ class FeatureError(Exception):
         self.code, self.message, self.data = code, message, data
 
 
-RESERVED_META_PREFIX = "io.modelcontextprotocol/"
-
-
-def forwardable(params: JsonObject) -> JsonObject:
-    """``params`` without the front connection's own protocol envelope (reserved ``_meta`` keys), which
-    describes the client's connection to Hangar, not Hangar's connection to the upstream."""
-    meta = params.get("_meta")
-    if not isinstance(meta, dict):
-        return params
-    kept = {k: v for k, v in meta.items() if not k.startswith(RESERVED_META_PREFIX)}
-    out = {k: v for k, v in params.items() if k != "_meta"}
-    if kept:
-        out["_meta"] = kept
-    return out
-
-
 def map_uri(server: ManagedServer, uri: str) -> str:
     if server.spec.namespace == "":
         return uri
@@ -77,8 +61,7 @@ class Features:
 
     async def request(self, server: ManagedServer, method: str, params: JsonObject) -> JsonObject:
         try:
-            upstream = await server.ensure_ready()
-            return await upstream.request(method, forwardable(params), server.spec.call_timeout_s)
+            return await server.request(method, params)
         except UpstreamRpcError as exc:
             raise FeatureError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
                                exc.error.get("data")) from None

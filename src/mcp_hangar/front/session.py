@@ -22,9 +22,10 @@ import orjson
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
 
 from .. import __version__
+from ..callers import Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
-from .features import FeatureError, Features, forwardable
+from .features import FeatureError, Features
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -280,6 +281,16 @@ class FrontSession:
 
     # ------------------------------------------------------------------ methods of both eras
 
+    def _upstream_meta(self, meta: Any) -> JsonObject | None:
+        """The request's ``_meta`` for the upstream: the client's capabilities travel with it (a modern
+        upstream must not ask for inputs the client cannot give); the upstream layer adapts the rest."""
+        out = dict(meta) if isinstance(meta, dict) else {}
+        out.setdefault(META_CAPABILITIES, self.client_capabilities)
+        return out
+
+    def _caller(self) -> Caller:
+        return Caller(notify=self._notify, request=None, capabilities=self.client_capabilities)
+
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
         if method == "tools/list":
             await self.front.discover_unknown_tools()
@@ -331,9 +342,11 @@ class FrontSession:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
         if route.server_id == MANAGEMENT:
             return await self.front.management.call(route.tool, arguments or {})
-        forward = forwardable(params).get("_meta")
+        meta = params.get("_meta")
         try:
-            return await self.hangar.call_tool(route.server_id, route.tool, arguments, meta=forward)
+            server = self.hangar.get(route.server_id)
+            return await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta),
+                                          caller=self._caller())
         except UpstreamRpcError as exc:
             raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
                            exc.error.get("data")) from None

@@ -29,6 +29,14 @@ class Upstream(Protocol):
     @property
     def capabilities(self) -> JsonObject: ...
 
+    @property
+    def era(self) -> str | None:
+        """``legacy`` or ``modern`` once started."""
+
+    @property
+    def broken(self) -> Exception | None:
+        """Why the connection can no longer be used, if it cannot."""
+
     async def start(self, timeout: float) -> None:
         """Spawn or connect, and complete the MCP handshake within ``timeout`` seconds."""
 
@@ -37,7 +45,7 @@ class Upstream(Protocol):
 
     async def notify(self, method: str, params: JsonObject | None = None) -> None: ...
 
-    async def close(self) -> int | None:
+    async def close(self, grace: float = 1.5) -> int | None:
         """Stop gracefully then forcibly; return the exit code when there was a process."""
 
     def set_exit_callback(self, callback: Callable[[int | None, str], None]) -> None:

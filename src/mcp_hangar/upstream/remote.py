@@ -32,13 +32,10 @@ from ..errors import (
     ValidationError,
 )
 from .base import CLIENT_NAME, LEGACY_PROTOCOL_VERSION, JsonObject, NotificationHandler, RequestHandler
+from .era import MODERN_VERSION, prepare_params
 
 log = logging.getLogger(__name__)
 
-MODERN_VERSION = "2026-07-28"
-META_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
-META_CLIENT_INFO = "io.modelcontextprotocol/clientInfo"
 NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 RECONNECT_ATTEMPTS = 3
 
@@ -125,6 +122,7 @@ class RemoteUpstream:
         self._session_id: str | None = None
         self._exit_callback: Callable[[int | None, str], None] | None = None
         self.era: str | None = None
+        self.broken: UpstreamError | None = None  # HTTP has no connection to lose
         self.protocol_version: str | None = None
         self.server_info: JsonObject = {}
         self.capabilities: JsonObject = {}
@@ -191,7 +189,7 @@ class RemoteUpstream:
         self.capabilities = caps if isinstance(caps, dict) else {}
         await self.notify("notifications/initialized")
 
-    async def close(self) -> int | None:
+    async def close(self, grace: float = 1.5) -> int | None:
         if self.era == "legacy" and self._session_id:
             with contextlib.suppress(httpx.HTTPError):
                 await self._client.delete(self.endpoint, headers=self._request_headers(None, None), timeout=2)
@@ -219,13 +217,7 @@ class RemoteUpstream:
         return headers
 
     def _envelope(self, params: JsonObject | None) -> JsonObject:
-        params = dict(params or {})
-        meta = dict(params.get("_meta") or {})
-        meta.setdefault(META_VERSION, MODERN_VERSION)
-        meta.setdefault(META_CAPABILITIES, {})
-        meta.setdefault(META_CLIENT_INFO, {"name": CLIENT_NAME, "version": self._client_version})
-        params["_meta"] = meta
-        return params
+        return prepare_params(params, "modern", self._client_version) or {}
 
     async def request(self, method: str, params: JsonObject | None, timeout: float) -> JsonObject:
         try:
@@ -250,7 +242,7 @@ class RemoteUpstream:
         message: JsonObject = {"jsonrpc": "2.0", "method": method}
         modern = self.era == "modern"
         if params is not None or modern:
-            message["params"] = self._envelope(params) if modern else params
+            message["params"] = self._envelope(params) if modern else prepare_params(params, "legacy", "")
         with contextlib.suppress(httpx.HTTPError):
             await self._client.post(self.endpoint, content=orjson.dumps(message),
                                     headers={**self._request_headers(method, params),
@@ -260,7 +252,7 @@ class RemoteUpstream:
                         probing: bool = False) -> JsonObject:
         request_id = next(self._ids)
         body: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        sent = self._envelope(params) if modern else params
+        sent = prepare_params(params, "modern" if modern else "legacy", self._client_version)
         if sent is not None:
             body["params"] = sent
         headers = {**self._request_headers(method, params, modern), "content-type": "application/json"}

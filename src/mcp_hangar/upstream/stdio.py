@@ -24,14 +24,17 @@ import orjson
 
 from ..errors import (
     McpServerStartError,
+    ProbeUnansweredError,
     UpstreamCrashedError,
     UpstreamError,
     UpstreamProtocolError,
+    UpstreamResponseTooLargeError,
     UpstreamRpcError,
     UpstreamTimeoutError,
 )
 from ..reaper import Reaper, set_parent_death_signal
 from .base import CLIENT_NAME, LEGACY_PROTOCOL_VERSION, JsonObject, NotificationHandler, RequestHandler
+from .era import MODERN_VERSION, Era, EraChoice, discover_params, is_modern_discover_result, prepare_params
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +79,13 @@ class StdioUpstream:
         on_notification: NotificationHandler | None = None,
         on_request: RequestHandler | None = None,
         client_version: str = "0",
+        era: EraChoice = "auto",
+        client_capabilities: JsonObject | None = None,
     ) -> None:
         self.server_id = server_id
+        self._wanted_era: EraChoice = era
+        self._client_capabilities = client_capabilities or {}
+        self.era: Era | None = None
         self._argv = argv
         self._env = env
         self._cwd = cwd
@@ -144,6 +152,9 @@ class StdioUpstream:
         ]
         try:
             await self._handshake(timeout)
+        except ProbeUnansweredError:
+            await self.close()
+            raise
         except UpstreamTimeoutError:
             await self.close()
             raise McpServerStartError(f"no answer to the MCP handshake within {timeout:g} s") from None
@@ -154,16 +165,39 @@ class StdioUpstream:
             raise McpServerStartError(f"MCP handshake failed: {exc.message}{detail}") from None
 
     async def _handshake(self, timeout: float) -> None:
+        """Probe the era once (``server/discover``, else ``initialize``); one era per process."""
         deadline = time.monotonic() + timeout
+        if self._wanted_era != "legacy":
+            probe_timeout = timeout if self._wanted_era == "modern" else min(timeout, max(3.0, timeout * 0.3))
+            try:
+                result = await self.request("server/discover", discover_params(self._client_version), probe_timeout)
+            except UpstreamRpcError:
+                result = {}  # a legacy server: method not found, or the envelope refused
+            except UpstreamTimeoutError:
+                if self._wanted_era == "modern" or time.monotonic() >= deadline:
+                    raise
+                raise ProbeUnansweredError("the MCP server did not answer server/discover") from None
+            if is_modern_discover_result(result):
+                self.era, self.protocol_version = "modern", MODERN_VERSION
+                caps, meta = result.get("capabilities"), result.get("_meta")
+                self.capabilities = caps if isinstance(caps, dict) else {}
+                info = meta.get("io.modelcontextprotocol/serverInfo") if isinstance(meta, dict) else None
+                self.server_info = info if isinstance(info, dict) else {}
+                instructions = result.get("instructions")
+                self.instructions = instructions if isinstance(instructions, str) else None
+                return
+            if self._wanted_era == "modern":
+                raise UpstreamProtocolError("the MCP server does not speak protocol 2026-07-28 (protocol: modern)")
         result = await self.request(
             "initialize",
             {
                 "protocolVersion": LEGACY_PROTOCOL_VERSION,
-                "capabilities": {},
+                "capabilities": self._client_capabilities,
                 "clientInfo": {"name": CLIENT_NAME, "version": self._client_version},
             },
-            timeout,
+            max(0.001, deadline - time.monotonic()),
         )
+        self.era = "legacy"
         self.protocol_version = str(result.get("protocolVersion") or LEGACY_PROTOCOL_VERSION)
         info, caps = result.get("serverInfo"), result.get("capabilities")
         self.server_info = info if isinstance(info, dict) else {}
@@ -263,6 +297,8 @@ class StdioUpstream:
         future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = _Pending(future, method)
         message: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
+        if method != "server/discover":
+            params = prepare_params(params, self.era, self._client_version)
         if params is not None:
             message["params"] = params
         try:
@@ -270,11 +306,20 @@ class StdioUpstream:
             async with asyncio.timeout(timeout):
                 return await future
         except TimeoutError:
-            with contextlib.suppress(UpstreamError):
-                await self.notify("notifications/cancelled", {"requestId": request_id, "reason": "timeout"})
+            self._cancel_upstream(request_id, "timeout")
             raise UpstreamTimeoutError(f"'{method}' got no answer within {timeout:g} s") from None
+        except asyncio.CancelledError:
+            self._cancel_upstream(request_id, "cancelled by the client")
+            raise
         finally:
             self._pending.pop(request_id, None)
+
+    def _cancel_upstream(self, request_id: int, reason: str) -> None:
+        """Tell the upstream to stop working on a request whose answer nobody awaits any more."""
+        if self._broken is None and not self._closing:
+            task = asyncio.get_running_loop().create_task(
+                self.notify("notifications/cancelled", {"requestId": request_id, "reason": reason}))
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def notify(self, method: str, params: JsonObject | None = None) -> None:
         message: JsonObject = {"jsonrpc": "2.0", "method": method}
@@ -320,7 +365,7 @@ class StdioUpstream:
 
     def _fail_oversized(self, prefix: bytes, size: int) -> None:
         match = _ID_PREFIX_RE.search(prefix)
-        error = UpstreamProtocolError(
+        error = UpstreamResponseTooLargeError(
             f"the MCP server sent a message of more than {self._max} bytes (max_response_bytes); "
             f"it was discarded"
         )

@@ -10,6 +10,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from starlette.datastructures import Headers
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,7 +21,7 @@ from ..front.session import Front
 from ..hangar import Hangar
 from ..metrics import Metrics
 from . import servers, system
-from .errors import install_error_handlers
+from .errors import PayloadTooLargeError, envelope, install_error_handlers
 
 
 class TrailingSlashMiddleware:
@@ -70,6 +72,53 @@ class HttpMetricsMiddleware:
             self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - began)
 
 
+MAX_API_BODY_BYTES = 1024 * 1024  # REST bodies are small specs; /mcp has its own limit
+
+
+class ApiBodyLimitMiddleware:
+    """Refuse REST request bodies over ``limit`` bytes with a 413 in the error envelope."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_API_BODY_BYTES) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        too_large = PayloadTooLargeError(f"request body is larger than {self.limit} bytes")
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await envelope(too_large.error_name, too_large.message, too_large.status_code)(scope, receive, send)
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise too_large  # surfaces through the body parser; errors.py answers 413
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+class EnvelopeCORSMiddleware(CORSMiddleware):
+    """Starlette's CORS handling, with a refused preflight answered in the error envelope."""
+
+    def preflight_response(self, request_headers: Headers) -> Response:
+        response = super().preflight_response(request_headers)
+        if response.status_code < 400:
+            return response
+        refused = envelope("BadRequestError", bytes(response.body).decode(), response.status_code)
+        for key, value in response.headers.items():
+            if key.lower().startswith("access-control-") or key.lower() == "vary":
+                refused.headers[key] = value
+        return refused
+
+
 def _env_list(name: str) -> list[str]:
     raw = os.environ.get(name, "*").strip() or "*"
     return [item.strip() for item in raw.split(",") if item.strip()]
@@ -113,9 +162,10 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     install_error_handlers(app)
     app.include_router(servers.router)
     app.include_router(system.router)
+    app.add_middleware(ApiBodyLimitMiddleware)
     origins = _env_list("MCP_CORS_ORIGINS")
     app.add_middleware(
-        CORSMiddleware,
+        EnvelopeCORSMiddleware,
         allow_origins=origins,
         allow_methods=_env_list("MCP_CORS_METHODS"),
         allow_headers=_env_list("MCP_CORS_HEADERS"),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -25,6 +27,12 @@ _HTTP_ERROR_NAMES = {
 }
 
 
+class PayloadTooLargeError(HangarError):
+    """A REST request body over the limit (raised at the HTTP edge only)."""
+
+    status_code = 413
+
+
 def envelope(error: str, message: str, status_code: int) -> JSONResponse:
     return JSONResponse({"error": error, "message": message, "status_code": status_code}, status_code=status_code)
 
@@ -32,15 +40,30 @@ def envelope(error: str, message: str, status_code: int) -> JSONResponse:
 def describe_validation(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        raw_loc = tuple(err.get("loc", ()))
+        loc = [str(p) for p in raw_loc if p != "body"]
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         if err.get("type") == "json_invalid":
             msg = "request body is not valid JSON"
             loc = []
+        elif err.get("type") == "missing" and raw_loc == ("body",):
+            msg = "a JSON request body is required"
         elif err.get("type") == "extra_forbidden":
             msg = "unknown field"
         parts.append(f"{'.'.join(loc)}: {msg}" if loc else msg)
     return "; ".join(parts) or "invalid request"
+
+
+def _allowed_methods(routes: Iterable[Any], path: str) -> set[str]:
+    """Every method some route serves at ``path`` (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in routes:
+        nested = getattr(route, "original_router", None)  # FastAPI's included routers
+        if nested is not None:
+            methods |= _allowed_methods(nested.routes, path)
+        elif getattr(route, "path_regex", None) is not None and route.path_regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -54,15 +77,25 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI turns any failure while reading the body into a generic 400; answer by the cause.
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, HangarError):
+            return envelope(cause.error_name, cause.message, cause.status_code)
+        if exc.status_code == 400 and isinstance(cause, UnicodeDecodeError):
+            return envelope("ValidationError", "request body is not valid JSON (not UTF-8)", 422)
         name = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
         message = str(exc.detail)
-        if exc.status_code == 404 and message == "Not Found":
+        headers = dict(exc.headers or {})
+        if exc.status_code == 404:  # routes raise McpServerNotFoundError; this is the router's miss
             message = f"no route for {request.method} {request.url.path}"
         elif exc.status_code == 405:
             message = f"method {request.method} is not allowed on {request.url.path}"
+            allowed = _allowed_methods(request.app.router.routes, request.scope["path"])
+            if allowed:
+                headers = {k: v for k, v in headers.items() if k.lower() != "allow"}
+                headers["Allow"] = ", ".join(sorted(allowed))
         response = envelope(name, message, exc.status_code)
-        if exc.headers:
-            response.headers.update(exc.headers)
+        response.headers.update(headers)
         return response
 
     @app.exception_handler(Exception)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from ..config import ServerSpec
 
@@ -15,27 +15,104 @@ class ErrorEnvelope(BaseModel):
     status_code: int
 
 
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+
+
+def _check_json(value: Any, where: str) -> None:
+    """Refuse what JSON parsing lets through but nothing downstream can carry: text that is not valid
+    Unicode or holds NUL (process arguments, the JSON encoder), integers beyond 64 bits and
+    non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError(f"{where}: text may not contain NUL characters")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"{where}: text is not valid Unicode (lone surrogate)") from None
+    elif isinstance(value, bool):
+        return
+    elif isinstance(value, int):
+        if not _INT_MIN <= value <= _INT_MAX:
+            raise ValueError(f"{where}: integer out of the 64-bit range")
+    elif isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError(f"{where}: number must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_json(key, f"{where}.{key!s}" if where else "key")
+            _check_json(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_json(item, f"{where}[{i}]")
+
+
+def _check_spec_input(data: Any) -> Any:
+    _check_json(data, "")
+    if isinstance(data, dict) and isinstance(data.get("env"), dict):
+        for name in data["env"]:
+            if not isinstance(name, str) or not name or "=" in name:
+                raise ValueError(f"env: {name!r} is not a valid environment variable name")
+    return data
+
+
 class CreateServerRequest(ServerSpec):
     """A server spec plus its id."""
 
     mcp_server_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _check_input(cls, data: Any) -> Any:
+        return _check_spec_input(data)
+
+
+class _CheckedInput(BaseModel):
+    """Base of the other request bodies: unknown fields refused, input checked like a spec."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_input(cls, data: Any) -> Any:
+        return _check_spec_input(data)
+
 
 def _optional_fields() -> dict[str, Any]:
-    return {name: (info.annotation | None, None) for name, info in ServerSpec.model_fields.items()}
+    """Every spec field, optional, with its constraints kept (so the OpenAPI schema shows them)."""
+    fields: dict[str, Any] = {}
+    for name, info in ServerSpec.model_fields.items():
+        annotation: Any = info.annotation
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        fields[name] = (annotation | None, Field(default=None, description=info.description))
+    return fields
 
 
-UpdateServerRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
+def _spec_validators() -> dict[str, Any]:
+    """The spec's input coercions (a command string is split, env values become strings)."""
+    validators: dict[str, Any] = {}
+    for name, decorator in ServerSpec.__pydantic_decorators__.field_validators.items():
+        if decorator.info.mode != "before":
+            continue
+
+        def run(cls: Any, value: Any, _fn: Any = decorator.func) -> Any:
+            return value if value is None else _fn(value)
+
+        validators[name] = field_validator(*decorator.info.fields, mode="before")(classmethod(run))
+    return validators
+
+
+UpdateServerRequest: type[BaseModel] = create_model(
     "UpdateServerRequest",
-    __config__=ConfigDict(extra="forbid"),
-    __doc__="Fields to change; omitted fields keep their value.",
+    __base__=_CheckedInput,
+    __doc__="Fields to change; omitted fields keep their value, and null resets a field to its default.",
+    __validators__=_spec_validators(),
     **_optional_fields(),
 )
 
 
-class StopRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    reason: str = Field(default="user_request", max_length=200)
+class StopRequest(_CheckedInput):
+    reason: str = Field(default="user_request", min_length=1, max_length=200)
 
 
 class DeadInfo(BaseModel):
@@ -168,5 +245,18 @@ class SystemResponse(BaseModel):
 
 
 class ProbeStatus(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    status: str
+    status: Literal["healthy"]
+
+
+class ReadyStatus(BaseModel):
+    status: Literal["healthy", "starting", "stopping", "unhealthy"]
+    startup_complete: bool
+    ready_mcp_servers: int
+    total_mcp_servers: int
+    reason: str | None = Field(default=None, description="Why the instance is not ready, when it is not")
+
+
+class StartupStatus(BaseModel):
+    status: Literal["healthy", "starting"]
+    startup_complete: bool
+    uptime_seconds: float

@@ -5,11 +5,11 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
-from fastapi.responses import JSONResponse
 
+from ..config import ServerSpec
 from ..errors import ValidationError
 from ..hangar import Hangar, parse_spec
 from ..models import State
@@ -19,6 +19,7 @@ from .schemas import (
     CreateServerRequest,
     DeleteResult,
     ErrorEnvelope,
+    HealthInfo,
     HistoryPage,
     LogList,
     ServerDetail,
@@ -31,12 +32,17 @@ from .schemas import (
     UpdateServerRequest,
 )
 
+if TYPE_CHECKING:
+    from pydantic import BaseModel as UpdateBody
+else:
+    UpdateBody = UpdateServerRequest  # built at import time; FastAPI validates with the real model
+
 ServerId = Annotated[str, Path(description="MCP server id", max_length=200)]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (404, 422, 500)
+    code: {"model": ErrorEnvelope} for code in (404, 413, 422, 500)
 }
 CALL_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (404, 422, 500, 502, 503, 504)
+    code: {"model": ErrorEnvelope} for code in (404, 413, 422, 500, 502, 503, 504)
 }
 
 
@@ -80,13 +86,17 @@ def _encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"h:{position}".encode()).decode().rstrip("=")
 
 
+_MAX_POSITION = 2**63 - 1  # SQLite's INTEGER range
+
+
 def _decode_cursor(cursor: str) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != "h":
+        position = int(value)
+        if kind != "h" or not value.isdigit() or not 1 <= position <= _MAX_POSITION:
             raise ValueError
-        return int(value)
+        return position
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise ValidationError("cursor: not a cursor returned by this endpoint") from None
 
@@ -118,9 +128,11 @@ async def get_server(request: Request, server_id: ServerId) -> dict[str, Any]:
 @router.put("/{server_id}", response_model=UpdateResult, responses=ERRORS,
             summary="Update MCP server configuration")
 async def update_server(
-    request: Request, server_id: ServerId, body: Annotated[UpdateServerRequest, Body()]
+    request: Request, server_id: ServerId, body: Annotated[UpdateBody, Body()]
 ) -> dict[str, Any]:
-    changes = {k: v for k, v in body.model_dump(exclude_unset=True).items()}
+    # null resets a field to its default
+    changes = {k: ServerSpec.model_fields[k].get_default(call_default_factory=True) if v is None else v
+               for k, v in body.model_dump(exclude_unset=True).items()}
     hangar = hangar_of(request)
     server, changed, restarted = await hangar.update_server(server_id, changes)
     return {
@@ -164,9 +176,9 @@ async def list_tools(request: Request, server_id: ServerId) -> dict[str, Any]:
     return {"mcp_server_id": server_id, "tools_origin": server.tools_origin, "tools": server.tools}
 
 
-@router.get("/{server_id}/health", responses=ERRORS, summary="Get health status")
-async def get_health(request: Request, server_id: ServerId) -> JSONResponse:
-    return JSONResponse(hangar_of(request).get(server_id).health())
+@router.get("/{server_id}/health", response_model=HealthInfo, responses=ERRORS, summary="Get health status")
+async def get_health(request: Request, server_id: ServerId) -> dict[str, Any]:
+    return hangar_of(request).get(server_id).health()
 
 
 @router.get("/{server_id}/logs", response_model=LogList, responses=ERRORS,
@@ -190,16 +202,18 @@ async def tool_history(
     cursor: Annotated[str | None, Query(max_length=100)] = None,
     tool: Annotated[str | None, Query(max_length=200)] = None,
     outcome: Annotated[str | None, Query(pattern="^(success|error|failure)$")] = None,
-    since: Annotated[float | None, Query(description="epoch seconds")] = None,
-    until: Annotated[float | None, Query(description="epoch seconds")] = None,
+    since: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
+    until: Annotated[float | None, Query(description="epoch seconds", allow_inf_nan=False)] = None,
 ) -> dict[str, Any]:
     hangar = hangar_of(request)
     hangar.get(server_id)
     before = _decode_cursor(cursor) if cursor else None
     await hangar.history.flush()
-    rows, total = await hangar.store.history(server_id, limit=limit, before=before, tool=tool,
+    # One row more than asked tells whether another page exists.
+    rows, total = await hangar.store.history(server_id, limit=limit + 1, before=before, tool=tool,
                                              outcome=outcome, since=since, until=until)
-    more = len(rows) == limit and rows[-1][0] > 1
-    next_cursor = _encode_cursor(rows[-1][0]) if rows and more else None
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = _encode_cursor(rows[-1][0]) if more else None
     return {"mcp_server_id": server_id, "history": [r for _, r in rows], "total": total,
             "next_cursor": next_cursor}

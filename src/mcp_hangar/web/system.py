@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from ..models import State
-from .schemas import ProbeStatus, SystemResponse
+from .schemas import ProbeStatus, ReadyStatus, StartupStatus, SystemResponse
 from .servers import hangar_of
 
 router = APIRouter()
@@ -26,8 +26,8 @@ async def live() -> dict[str, Any]:
     return {"status": "healthy"}
 
 
-@router.get("/health/ready", response_model=ProbeStatus, tags=["health"],
-            responses={503: {"model": ProbeStatus}}, summary="Readiness probe")
+@router.get("/health/ready", response_model=ReadyStatus, tags=["health"],
+            responses={503: {"model": ReadyStatus}}, summary="Readiness probe")
 async def ready(request: Request) -> JSONResponse:
     hangar = hangar_of(request)
     servers = list(hangar.servers.values())
@@ -47,8 +47,8 @@ async def ready(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
-@router.get("/health/startup", response_model=ProbeStatus, tags=["health"],
-            responses={503: {"model": ProbeStatus}}, summary="Startup probe")
+@router.get("/health/startup", response_model=StartupStatus, tags=["health"],
+            responses={503: {"model": StartupStatus}}, summary="Startup probe")
 async def startup(request: Request) -> JSONResponse:
     hangar = hangar_of(request)
     body = {"status": "healthy" if hangar.startup_complete else "starting",
@@ -57,6 +57,8 @@ async def startup(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", tags=["metrics"], summary="Prometheus metrics",
-            response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
+            response_class=Response,
+            responses={200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                             "description": "Prometheus text exposition format"}})
 async def metrics(request: Request) -> Response:
     return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
