@@ -15,7 +15,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +28,7 @@ from .session import (
     LEGACY_VERSIONS,
     MODERN_VERSIONS,
     PARSE_ERROR,
+    REQUEST_CHANNEL,
     Front,
     FrontSession,
     JsonObject,
@@ -179,15 +180,7 @@ class McpHttpEndpoint:
                                                   f"{duplicated} header appears more than once"))
             return
         session = FrontSession(self.front, None, transport="http")
-        response = await session.handle(message, headers=headers)
-        if response is None:
-            await _plain(send, 202, "")
-            return
-        status = 200
-        error = response.get("error")
-        if isinstance(error, dict):
-            status = ERROR_CODE_HTTP_STATUS.get(error.get("code", 0), 200)
-        await _json(send, status, response)
+        await _serve_request(session, send, headers, message, _modern_status)
 
     async def _post_legacy(self, send: Send, headers: Mapping[str, str], message: JsonObject) -> None:
         version = headers.get(VERSION_HEADER)
@@ -216,11 +209,7 @@ class McpHttpEndpoint:
             await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
             return
         existing.last_seen = time.monotonic()
-        response = await existing.handle(message)
-        if response is None:
-            await _plain(send, 202, "")
-        else:
-            await _json(send, 200, response)
+        await _serve_request(existing, send, headers, message, lambda _: 200)
 
     # ------------------------------------------------------------------ GET / DELETE
 
@@ -293,10 +282,56 @@ class McpHttpEndpoint:
         await _plain(send, 200, "")
 
 
+class _LazyStream:
+    """An HTTP response that stays JSON unless something must be sent before the answer: then it
+    becomes an SSE stream carrying the notifications and requests, and finally the answer."""
+
+    def __init__(self, send: Send, extra_headers: dict[str, str] | None = None) -> None:
+        self._send = send
+        self._extra = extra_headers or {}
+        self.started = False
+        self._lock = asyncio.Lock()
+
+    async def event(self, message: JsonObject) -> None:
+        async with self._lock:
+            if not self.started:
+                self.started = True
+                headers = _sse_headers() + [(k.encode(), v.encode()) for k, v in self._extra.items()]
+                await self._send({"type": "http.response.start", "status": 200, "headers": headers})
+            await self._send({"type": "http.response.body", "body": _sse_event(message), "more_body": True})
+
+    async def finish(self, status: int, message: JsonObject) -> None:
+        if self.started:
+            async with self._lock:
+                await self._send({"type": "http.response.body", "body": _sse_event(message), "more_body": False})
+        else:
+            await _json(self._send, status, message, self._extra)
+
+
+async def _serve_request(session: FrontSession, send: Send, headers: Mapping[str, str], message: JsonObject,
+                         status_of: Callable[[JsonObject], int]) -> None:
+    """Run one request; its progress notifications and client requests ride on its own response."""
+    stream = _LazyStream(send)
+    token = REQUEST_CHANNEL.set(stream.event if "text/event-stream" in headers.get("accept", "") else None)
+    try:
+        response = await session.handle(message, headers=headers)
+    finally:
+        REQUEST_CHANNEL.reset(token)
+    if response is None:
+        await _plain(send, 202, "")
+    else:
+        await stream.finish(status_of(response), response)
+
+
 def _has_modern_meta(message: JsonObject) -> bool:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
     return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+
+
+def _modern_status(response: JsonObject) -> int:
+    error = response.get("error")
+    return ERROR_CODE_HTTP_STATUS.get(error.get("code", 0), 200) if isinstance(error, dict) else 200
 
 
 def _sse_headers() -> list[tuple[bytes, bytes]]:

@@ -14,6 +14,8 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import contextvars
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
@@ -48,6 +50,10 @@ INSTRUCTIONS = (
     "hangar_* tools manage the fleet (hangar_status explains servers that are not ready)."
 )
 PAGE_SIZE = 500
+CLIENT_REQUEST_TIMEOUT_S = 300.0
+# The output of the HTTP request being served, when it can carry notifications and requests (SSE).
+REQUEST_CHANNEL: contextvars.ContextVar[Notify | None] = contextvars.ContextVar("hangar_request_channel",
+                                                                              default=None)
 
 PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
@@ -153,6 +159,8 @@ class FrontSession:
         self.client_capabilities: JsonObject = {}
         self.initialized = False
         self.in_flight: dict[Any, asyncio.Task[Any]] = {}
+        self._outgoing: dict[str, asyncio.Future[JsonObject]] = {}  # our requests to the client
+        self._outgoing_ids = itertools.count(1)
         if notify is not None:
             front.sessions.add(self)
 
@@ -160,6 +168,9 @@ class FrontSession:
         self.front.sessions.discard(self)
         for task in list(self.in_flight.values()):
             task.cancel()
+        for future in self._outgoing.values():
+            if not future.done():
+                future.cancel()
 
     def notify_soon(self, message: JsonObject) -> None:
         if self._notify is not None and self.era == "legacy" and self.initialized:
@@ -172,6 +183,37 @@ class FrontSession:
 
     # ------------------------------------------------------------------ entry points
 
+    async def send_request(self, method: str, params: JsonObject,
+                           channel: Notify | None = None) -> JsonObject:
+        """Send a request to the client (sampling, elicitation, roots) and wait for its answer.
+
+        ``channel`` carries it (an HTTP request's SSE stream); by default the session's own output."""
+        out = channel or self._notify
+        if out is None:
+            raise UpstreamRpcError("no channel", {"code": -32603, "message": "this client cannot receive requests"})
+        request_id = f"hangar-{next(self._outgoing_ids)}"
+        future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
+        self._outgoing[request_id] = future
+        try:
+            await out({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+            async with asyncio.timeout(CLIENT_REQUEST_TIMEOUT_S):
+                return await future
+        except TimeoutError:
+            raise UpstreamRpcError("timeout", {"code": -32001, "message": f"the client did not answer {method}"}
+                                   ) from None
+        finally:
+            self._outgoing.pop(request_id, None)
+
+    def _on_response(self, message: JsonObject) -> None:
+        future = self._outgoing.get(str(message.get("id")))
+        if future is None or future.done():
+            return
+        if isinstance(message.get("result"), dict):
+            future.set_result(message["result"])
+        else:
+            error = message.get("error") if isinstance(message.get("error"), dict) else {"code": -32603}
+            future.set_exception(UpstreamRpcError("client error", error))  # type: ignore[arg-type]
+
     async def handle(self, message: Any, headers: Mapping[str, str] | None = None) -> JsonObject | None:
         """Process one decoded message; return the response for a request, None otherwise.
 
@@ -181,7 +223,8 @@ class FrontSession:
                                   "not a JSON-RPC 2.0 message")
         method = message.get("method")
         if method is None:
-            return None  # a response from the client: nothing is awaiting one yet
+            self._on_response(message)  # the client answering one of our requests
+            return None
         if not isinstance(method, str):
             return error_response(message.get("id"), INVALID_REQUEST, "'method' must be a string")
         if "id" not in message:
@@ -289,7 +332,16 @@ class FrontSession:
         return out
 
     def _caller(self) -> Caller:
-        return Caller(notify=self._notify, request=None, capabilities=self.client_capabilities)
+        """Where this request's progress and server-to-client requests go: the HTTP request's own
+        stream when it has one, else the session's output (stdio)."""
+        channel = REQUEST_CHANNEL.get()
+        notify = channel or self._notify
+        can_ask = self.era == "legacy" and notify is not None
+
+        async def ask(method: str, params: JsonObject) -> JsonObject:
+            return await self.send_request(method, params, channel)
+
+        return Caller(notify=notify, request=ask if can_ask else None, capabilities=self.client_capabilities)
 
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
         if method == "tools/list":
