@@ -439,9 +439,12 @@ class ManagedServer:
 
     async def call_tool(
         self, tool: str, arguments: JsonObject | None, *, meta: JsonObject | None = None,
-        principal: str | None = None, caller: Caller | None = None,
+        principal: str | None = None, caller: Caller | None = None, extra: JsonObject | None = None,
     ) -> JsonObject:
-        """Call a tool on this server, starting it if needed. Tool-level errors stay results."""
+        """Call a tool on this server, starting it if needed. Tool-level errors stay results.
+
+        ``extra`` holds further request fields relayed as they are (``inputResponses``,
+        ``requestState`` of a 2026-07-28 retry, ``task``, ...)."""
         correlation_id = uuid.uuid4().hex
         args_size = len(orjson.dumps(arguments)) if arguments else 0
         self._bus.publish(ToolInvocationRequested(
@@ -453,7 +456,8 @@ class ManagedServer:
         key, meta, token = self.callers.enter(caller or Caller(), meta)
         try:
             upstream = await self.ensure_ready()
-            params: JsonObject = {"name": tool, "arguments": arguments or {}}
+            params: JsonObject = {**extra, "name": tool, "arguments": arguments or {}} if extra else \
+                {"name": tool, "arguments": arguments or {}}
             if meta:
                 params["_meta"] = meta
             async with self._slots:

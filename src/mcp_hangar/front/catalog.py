@@ -49,6 +49,7 @@ class Catalog:
         self._tools: list[JsonObject] = []
         self._routes: dict[str, ToolRoute] = {}
         self._reverse: dict[tuple[str, str], str] = {}
+        self._by_name: dict[str, JsonObject] = {}
         self.fingerprint = ""
         self._listeners: list[Callable[[], None]] = []
         hangar.bus.add_listener(self._on_event)
@@ -91,6 +92,7 @@ class Catalog:
                     reverse[(server.server_id, original)] = name
                     tools.append({**tool, "name": name})
         self._tools, self._routes, self._reverse = tools, routes, reverse
+        self._by_name = {t["name"]: t for t in tools}
         self.fingerprint = hashlib.sha256(orjson.dumps(tools, option=orjson.OPT_SORT_KEYS)).hexdigest()
         self._dirty = False
 
@@ -98,6 +100,12 @@ class Catalog:
         if self._dirty:
             self._rebuild()
         return self._tools
+
+    def tool(self, name: str) -> JsonObject | None:
+        """The exposed tool called ``name``, as clients see it."""
+        if self._dirty:
+            self._rebuild()
+        return self._by_name.get(name)
 
     def route(self, name: str) -> ToolRoute | None:
         if self._dirty:

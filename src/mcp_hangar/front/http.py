@@ -91,7 +91,8 @@ class McpHttpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        # Values are trimmed: optional whitespace around a header value is not part of it (RFC 9110).
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope.get("headers", [])}
         method = scope["method"]
         rejection = self._check_security(headers)
         if rejection is not None:
@@ -167,12 +168,13 @@ class McpHttpEndpoint:
                                                                          "(batches are not supported)"))
             return
         version = headers.get(VERSION_HEADER)
-        if version in MODERN_VERSIONS or (_has_modern_meta(message) and message.get("method") != "initialize"):
-            await self._post_modern(scope, send, headers, message)
+        if version in MODERN_VERSIONS or _has_modern_meta(message):
+            await self._post_modern(scope, receive, send, headers, message)
         else:
-            await self._post_legacy(send, headers, message)
+            await self._post_legacy(receive, send, headers, message)
 
-    async def _post_modern(self, scope: Scope, send: Send, headers: Mapping[str, str], message: JsonObject) -> None:
+    async def _post_modern(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
+                           message: JsonObject) -> None:
         duplicated = find_duplicated_routing_header(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", []))
         if duplicated is not None and "id" in message:
@@ -180,9 +182,10 @@ class McpHttpEndpoint:
                                                   f"{duplicated} header appears more than once"))
             return
         session = FrontSession(self.front, None, transport="http")
-        await _serve_request(session, send, headers, message, _modern_status)
+        await _serve_request(session, receive, send, headers, message, _modern_status, cancel_on_disconnect=True)
 
-    async def _post_legacy(self, send: Send, headers: Mapping[str, str], message: JsonObject) -> None:
+    async def _post_legacy(self, receive: Receive, send: Send, headers: Mapping[str, str],
+                           message: JsonObject) -> None:
         version = headers.get(VERSION_HEADER)
         if version is not None and version not in LEGACY_VERSIONS:
             await _json(send, 400, error_response(message.get("id"), INVALID_REQUEST,
@@ -209,7 +212,7 @@ class McpHttpEndpoint:
             await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
             return
         existing.last_seen = time.monotonic()
-        await _serve_request(existing, send, headers, message, lambda _: 200)
+        await _serve_request(existing, receive, send, headers, message, lambda _: 200, cancel_on_disconnect=False)
 
     # ------------------------------------------------------------------ GET / DELETE
 
@@ -308,15 +311,36 @@ class _LazyStream:
             await _json(self._send, status, message, self._extra)
 
 
-async def _serve_request(session: FrontSession, send: Send, headers: Mapping[str, str], message: JsonObject,
-                         status_of: Callable[[JsonObject], int]) -> None:
-    """Run one request; its progress notifications and client requests ride on its own response."""
+async def _serve_request(session: FrontSession, receive: Receive, send: Send, headers: Mapping[str, str],
+                         message: JsonObject, status_of: Callable[[JsonObject], int],
+                         cancel_on_disconnect: bool) -> None:
+    """Run one request; its progress notifications and client requests ride on its own response.
+
+    In the 2026-07-28 era a client that closes the response has cancelled the request."""
     stream = _LazyStream(send)
     token = REQUEST_CHANNEL.set(stream.event if "text/event-stream" in headers.get("accept", "") else None)
     try:
-        response = await session.handle(message, headers=headers)
+        work = asyncio.ensure_future(session.handle(message, headers=headers))
     finally:
         REQUEST_CHANNEL.reset(token)
+    watcher: asyncio.Future[Any] | None = None
+    if cancel_on_disconnect and "id" in message:
+
+        async def watch() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            work.cancel()
+
+        watcher = asyncio.ensure_future(watch())
+    try:
+        response = await work
+    except asyncio.CancelledError:
+        if watcher is not None and watcher.done():
+            return  # the client went away: nothing to answer
+        raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
     if response is None:
         await _plain(send, 202, "")
     else:

@@ -21,17 +21,18 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request
+from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request, validate_mcp_param_headers
 
 from .. import __version__
 from ..callers import Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
-from .features import FeatureError, Features
+from .features import FeatureError, Features, map_uri
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
     from ..hangar import Hangar
+    from ..supervisor import ManagedServer
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,14 @@ INSTRUCTIONS = (
 )
 PAGE_SIZE = 500
 CLIENT_REQUEST_TIMEOUT_S = 300.0
+SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
+# listen filter key <-> notification method, both ways
+LISTEN_TYPES: dict[str, str] = {
+    "toolsListChanged": "notifications/tools/list_changed",
+    "promptsListChanged": "notifications/prompts/list_changed",
+    "resourcesListChanged": "notifications/resources/list_changed",
+}
+LISTEN_TYPES.update({v: k for k, v in list(LISTEN_TYPES.items())})
 # The output of the HTTP request being served, when it can carry notifications and requests (SSE).
 REQUEST_CHANNEL: contextvars.ContextVar[Notify | None] = contextvars.ContextVar("hangar_request_channel",
                                                                               default=None)
@@ -106,18 +115,46 @@ class Front:
         self.features = Features(hangar)
         self.sessions: set[FrontSession] = set()
         self.catalog.on_change(self._tools_changed)
+        self.listeners: set[Callable[[JsonObject], None]] = set()  # open subscriptions/listen streams
+        hangar.notification_listeners.append(self._on_upstream_notification)
         self._discovering: dict[str, asyncio.Task[None]] = {}
 
     def close(self) -> None:
         self.catalog.close()
+        with contextlib.suppress(ValueError):
+            self.hangar.notification_listeners.remove(self._on_upstream_notification)
+        for listener in list(self.listeners):
+            listener({})  # an empty message ends each listen stream
 
     def capabilities(self) -> JsonObject:
         return {"tools": {"listChanged": True}, "resources": {"subscribe": True, "listChanged": True},
                 "prompts": {"listChanged": True}, "completions": {}, "logging": {}}
 
     def _tools_changed(self) -> None:
+        self.fan_out("notifications/tools/list_changed")
+
+    def fan_out(self, method: str, params: JsonObject | None = None) -> None:
+        """A notification for every client: legacy sessions, and modern listen streams that asked."""
+        message: JsonObject = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            message["params"] = params
         for session in list(self.sessions):
-            session.notify_soon({"jsonrpc": "2.0", "method": "notifications/tools/list_changed"})
+            session.notify_soon(message)
+        for listener in list(self.listeners):
+            listener(message)
+
+    def _on_upstream_notification(self, server: ManagedServer, message: JsonObject) -> None:
+        method = message.get("method")
+        if method in ("notifications/prompts/list_changed", "notifications/resources/list_changed"):
+            self.fan_out(str(method))
+        elif method == "notifications/resources/updated":
+            params = message.get("params")
+            if isinstance(params, dict) and isinstance(params.get("uri"), str):
+                self.fan_out(str(method), {**params, "uri": map_uri(server, params["uri"])})
+        elif method == "notifications/message":
+            for session in list(self.sessions):
+                if session.log_level is not None:
+                    session.notify_soon(message)
 
     async def discover_unknown_tools(self) -> None:
         """Start servers whose tools were never seen, so that their tools can be listed.
@@ -158,6 +195,9 @@ class FrontSession:
         self.client_info: JsonObject = {}
         self.client_capabilities: JsonObject = {}
         self.initialized = False
+        self.request_headers: Mapping[str, str] | None = None
+        self.log_level: str | None = None
+        self._request_id: Any = None
         self.in_flight: dict[Any, asyncio.Task[Any]] = {}
         self._outgoing: dict[str, asyncio.Future[JsonObject]] = {}  # our requests to the client
         self._outgoing_ids = itertools.count(1)
@@ -236,6 +276,8 @@ class FrontSession:
         params = message.get("params")
         if params is not None and not isinstance(params, dict):
             return error_response(request_id, INVALID_PARAMS, "'params' must be an object")
+        self.request_headers = headers if self.transport == "http" and self.era != "legacy" else None
+        self._request_id = request_id
         try:
             result = await self._dispatch(method, params or {}, message, headers)
         except RpcError as exc:
@@ -262,6 +304,8 @@ class FrontSession:
         meta = params.get("_meta")
         modern = isinstance(meta, dict) and META_VERSION in meta
         if method == "initialize":
+            if modern or (headers is not None and headers.get("mcp-protocol-version") in MODERN_VERSIONS):
+                raise RpcError(METHOD_NOT_FOUND, "initialize is not a method of protocol 2026-07-28")
             if self.era == "modern":
                 raise RpcError(INVALID_REQUEST, "this connection serves the 2026-07-28 protocol era; "
                                                 "initialize is not available on it")
@@ -302,6 +346,8 @@ class FrontSession:
         if method == "ping":
             return {}
         if method == "logging/setLevel":
+            level = params.get("level")
+            self.log_level = level if isinstance(level, str) else "info"
             return {}
         return await self._common(method, params)
 
@@ -312,6 +358,8 @@ class FrontSession:
                                   "ttlMs": 0, "cacheScope": "private"}
         elif method in ("ping", "logging/setLevel", "initialize"):
             raise RpcError(METHOD_NOT_FOUND, f"method not found in protocol 2026-07-28: {method}")
+        elif method == "subscriptions/listen":
+            result = await self._listen(params)
         else:
             result = await self._common(method, params)
         result.setdefault("resultType", "complete")
@@ -323,6 +371,38 @@ class FrontSession:
         return result
 
     # ------------------------------------------------------------------ methods of both eras
+
+    async def _listen(self, params: JsonObject) -> JsonObject:
+        """A 2026-07-28 listen stream: acknowledge the honoured filter, then relay matching list changes
+        tagged with this subscription's id, until the client goes away or Hangar shuts down."""
+        channel = REQUEST_CHANNEL.get()
+        if channel is None:
+            raise RpcError(INVALID_REQUEST, "subscriptions/listen needs a streaming response "
+                                            "(Accept: text/event-stream)")
+        wanted = params.get("notifications")
+        wanted = wanted if isinstance(wanted, dict) else {}
+        honored = {key: True for key in LISTEN_TYPES if wanted.get(key) is True}
+        meta = {SUBSCRIPTION_ID: self._request_id}
+        queue: asyncio.Queue[JsonObject] = asyncio.Queue(maxsize=1024)
+
+        def deliver(message: JsonObject) -> None:
+            if not message or LISTEN_TYPES.get(str(message.get("method"))) in honored:
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait(message)
+
+        self.front.listeners.add(deliver)
+        try:
+            await channel({"jsonrpc": "2.0", "method": "notifications/subscriptions/acknowledged",
+                           "params": {"notifications": honored, "_meta": meta}})
+            while True:
+                message = await queue.get()
+                if not message:
+                    break  # Hangar is shutting down: end the stream gracefully
+                params_out = {**message.get("params", {}), "_meta": meta}
+                await channel({"jsonrpc": "2.0", "method": message["method"], "params": params_out})
+        finally:
+            self.front.listeners.discard(deliver)
+        return {"_meta": meta}
 
     def _upstream_meta(self, meta: Any) -> JsonObject | None:
         """The request's ``_meta`` for the upstream: the client's capabilities travel with it (a modern
@@ -392,13 +472,21 @@ class FrontSession:
         route = self.front.catalog.route(name)
         if route is None:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
+        if self.request_headers is not None:  # HTTP, modern era: Mcp-Param-* must agree with the body
+            tool = self.front.catalog.tool(name)
+            if tool is not None:
+                rejection = validate_mcp_param_headers(tool.get("inputSchema"), arguments or {},
+                                                       self.request_headers)
+                if rejection is not None:
+                    raise RpcError(rejection.code, rejection.message, rejection.data)
         if route.server_id == MANAGEMENT:
             return await self.front.management.call(route.tool, arguments or {})
         meta = params.get("_meta")
         try:
             server = self.hangar.get(route.server_id)
+            extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")}
             return await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta),
-                                          caller=self._caller())
+                                          caller=self._caller(), extra=extra or None)
         except UpstreamRpcError as exc:
             raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
                            exc.error.get("data")) from None
