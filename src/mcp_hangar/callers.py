@@ -28,6 +28,7 @@ class Caller:
     notify: Callable[[JsonObject], Awaitable[None]] | None = None
     request: Callable[[str, JsonObject], Awaitable[JsonObject]] | None = None
     capabilities: JsonObject = field(default_factory=dict)
+    log_level: str | None = None  # set when the client asked for log messages
 
 
 class CallerRegistry:
@@ -66,6 +67,15 @@ class CallerRegistry:
         caller, original = target
         assert caller.notify is not None
         return caller.notify({**message, "params": {**params, "progressToken": original}})
+
+    def route_log(self, message: JsonObject) -> Awaitable[None] | None:
+        """A log message goes to the one caller in flight, if it asked for logs; None otherwise."""
+        if len(self._active) != 1:
+            return None
+        (caller,) = self._active.values()
+        if caller.notify is None or caller.log_level is None:
+            return None
+        return caller.notify(message)
 
     async def route_request(self, message: JsonObject) -> JsonObject:
         """Relay a server-to-client request to the caller it is for, and return the caller's result."""

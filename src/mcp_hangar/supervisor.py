@@ -91,6 +91,7 @@ class ManagedServer:
         self._ssrf_trusted = ssrf_trusted  # None: the endpoint is trusted (declared in the config file)
         self.callers = CallerRegistry(server_id)
         self._probe_unanswered = False
+        self._resource_watches: dict[str, tuple[int, asyncio.Future[JsonObject] | None]] = {}
         self.state = State.COLD
         self.dead_reason: DeadReason | None = None
         self.dead_since: float | None = None
@@ -396,6 +397,11 @@ class ManagedServer:
             if delivery is not None:
                 self._keep(asyncio.ensure_future(delivery))
             return
+        if method == "notifications/message":
+            delivery = self.callers.route_log(message)
+            if delivery is not None:
+                self._keep(asyncio.ensure_future(delivery))
+                return
         if method == "notifications/tools/list_changed":
             self._keep(asyncio.ensure_future(self.refresh_tools()))
             return
@@ -420,6 +426,25 @@ class ManagedServer:
             self.tools = tools
             if self._on_tools_changed is not None:
                 self._on_tools_changed(self)
+
+    async def watch_resource(self, uri: str, subscribe: bool) -> None:
+        """Resource subscriptions towards a 2026-07-28 upstream: one ``subscriptions/listen`` per URI,
+        shared by every front client that subscribed (reference-counted); its updates come back as
+        ordinary notifications."""
+        count, task = self._resource_watches.get(uri, (0, None))
+        if subscribe:
+            if task is None or task.done():
+                upstream = await self.ensure_ready()
+                params = {"notifications": {"resourceSubscriptions": [uri]}}
+                task = asyncio.ensure_future(upstream.request("subscriptions/listen", params, 365 * 86400.0))
+                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._resource_watches[uri] = (count + 1, task)
+        elif count <= 1:
+            self._resource_watches.pop(uri, None)
+            if task is not None:
+                task.cancel()  # the upstream is told with notifications/cancelled
+        else:
+            self._resource_watches[uri] = (count - 1, task)
 
     async def request(self, method: str, params: JsonObject | None, *, caller: Caller | None = None) -> JsonObject:
         """Any other request to the upstream (resources, prompts, completion), starting it if needed."""

@@ -150,6 +150,13 @@ class Features:
         if not isinstance(uri, str):
             raise FeatureError(-32602, f"{method} needs a 'uri'")
         server, original = self._server_for_uri(uri)
+        try:
+            upstream = await server.ensure_ready()
+        except HangarError as exc:
+            raise FeatureError(-32603, exc.message) from None
+        if upstream.era == "modern":  # no resources/subscribe in that era: a listen stream instead
+            await server.watch_resource(original, method == "resources/subscribe")
+            return {}
         return await self.request(server, method, {**params, "uri": original})
 
     # ------------------------------------------------------------------ prompts

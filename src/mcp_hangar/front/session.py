@@ -24,7 +24,7 @@ import orjson
 from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request, validate_mcp_param_headers
 
 from .. import __version__
-from ..callers import Caller
+from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
@@ -45,6 +45,7 @@ MODERN_VERSIONS = ("2026-07-28",)
 META_VERSION = "io.modelcontextprotocol/protocolVersion"
 META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
+META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 SERVER_INFO = {"name": "mcp-hangar", "version": __version__}
 INSTRUCTIONS = (
     "MCP Hangar aggregates several MCP servers. Upstream tools are named <server><separator><tool>; "
@@ -52,6 +53,7 @@ INSTRUCTIONS = (
 )
 PAGE_SIZE = 500
 CLIENT_REQUEST_TIMEOUT_S = 300.0
+INPUT_ROUNDS = 10
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
 # listen filter key <-> notification method, both ways
 LISTEN_TYPES: dict[str, str] = {
@@ -372,6 +374,36 @@ class FrontSession:
 
     # ------------------------------------------------------------------ methods of both eras
 
+    async def _resolve_inputs(self, result: JsonObject, retry: Callable[[JsonObject], Awaitable[JsonObject]],
+                              caller: Caller) -> JsonObject:
+        """A 2026-07-28 upstream asked for input (``resultType: input_required``). A modern client gets
+        the result as it is and retries itself; for a legacy client Hangar asks it with real requests
+        (elicitation, sampling, roots) and retries the upstream call with the answers."""
+        for _ in range(INPUT_ROUNDS):
+            if result.get("resultType") != "input_required" or self.era != "legacy":
+                return result
+            requests = result.get("inputRequests")
+            if caller.request is None or not isinstance(requests, dict):
+                raise RpcError(INTERNAL_ERROR, "the upstream needs input this client cannot be asked for")
+            answers: JsonObject = {}
+            for key, request in requests.items():
+                if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+                    raise RpcError(INTERNAL_ERROR, f"the upstream sent a malformed input request {key!r}")
+                needed = CAPABILITY_OF.get(request["method"])
+                if needed is None or needed not in self.client_capabilities:
+                    raise RpcError(INTERNAL_ERROR, f"the upstream asked for {request['method']}, which this "
+                                                   "client does not support")
+                sub = request.get("params")
+                try:
+                    answers[key] = await caller.request(request["method"], sub if isinstance(sub, dict) else {})
+                except UpstreamRpcError as exc:
+                    raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message)) from None
+            more: JsonObject = {"inputResponses": answers}
+            if "requestState" in result:
+                more["requestState"] = result["requestState"]
+            result = await retry(more)
+        raise RpcError(INTERNAL_ERROR, f"the upstream still needed input after {INPUT_ROUNDS} rounds")
+
     async def _listen(self, params: JsonObject) -> JsonObject:
         """A 2026-07-28 listen stream: acknowledge the honoured filter, then relay matching list changes
         tagged with this subscription's id, until the client goes away or Hangar shuts down."""
@@ -409,9 +441,11 @@ class FrontSession:
         upstream must not ask for inputs the client cannot give); the upstream layer adapts the rest."""
         out = dict(meta) if isinstance(meta, dict) else {}
         out.setdefault(META_CAPABILITIES, self.client_capabilities)
+        if self.log_level is not None:
+            out.setdefault(META_LOG_LEVEL, self.log_level)
         return out
 
-    def _caller(self) -> Caller:
+    def _caller(self, meta: Any = None) -> Caller:
         """Where this request's progress and server-to-client requests go: the HTTP request's own
         stream when it has one, else the session's output (stdio)."""
         channel = REQUEST_CHANNEL.get()
@@ -421,7 +455,10 @@ class FrontSession:
         async def ask(method: str, params: JsonObject) -> JsonObject:
             return await self.send_request(method, params, channel)
 
-        return Caller(notify=notify, request=ask if can_ask else None, capabilities=self.client_capabilities)
+        level = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
+        meta_level = level if isinstance(level, str) else None
+        return Caller(notify=notify, request=ask if can_ask else None, capabilities=self.client_capabilities,
+                      log_level=self.log_level or meta_level)
 
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
         if method == "tools/list":
@@ -485,8 +522,14 @@ class FrontSession:
         try:
             server = self.hangar.get(route.server_id)
             extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")}
-            return await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta),
-                                          caller=self._caller(), extra=extra or None)
+            caller = self._caller(meta)
+
+            async def call(more: JsonObject | None) -> JsonObject:
+                fields = {**extra, **more} if more else extra
+                return await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta),
+                                              caller=caller, extra=fields or None)
+
+            return await self._resolve_inputs(await call(None), call, caller)
         except UpstreamRpcError as exc:
             raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
                            exc.error.get("data")) from None
