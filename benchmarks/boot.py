@@ -1,0 +1,128 @@
+"""Boot time, cold start and idle memory of the real CLI on its embedded default config.
+
+    .venv/bin/python benchmarks/boot.py [--runs 5] [--json]
+
+- boot: ``mcp-hangar serve --http`` spawned until /health/ready answers 200 (median of N fresh runs);
+- cold start: the round trip of ``POST /api/mcp_servers/math/start`` on a cold ``math`` (median of N,
+  with a stop in between);
+- idle RSS: resident memory of the Hangar process after boot with ``math`` cold (and of its reaper).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+CLI = str(Path(sys.executable).parent / "mcp-hangar")
+READY_TIMEOUT_S = 60.0
+
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket()) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Booted:
+    proc: subprocess.Popen[bytes]
+    client: httpx.Client
+    boot_s: float
+
+
+@contextlib.contextmanager
+def hangar(folder: Path) -> Iterator[Booted]:
+    """Start the CLI with no config file in reach (cwd and HOME = ``folder``), wait for readiness."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")} | {"HOME": str(folder)}
+    began = time.perf_counter()
+    proc = subprocess.Popen([CLI, "serve", "--http", "--port", str(port), "--data-dir", str(folder / "data")],
+                            cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
+    try:
+        while True:  # readiness has no event to wait on: poll it, with a deadline
+            if proc.poll() is not None:
+                raise RuntimeError(f"mcp-hangar exited with {proc.returncode}")
+            with contextlib.suppress(httpx.TransportError):
+                if client.get("/health/ready").status_code == 200:
+                    break
+            if time.perf_counter() - began > READY_TIMEOUT_S:
+                raise TimeoutError("mcp-hangar did not become ready")
+            time.sleep(0.005)
+        yield Booted(proc, client, time.perf_counter() - began)
+    finally:
+        client.close()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def measure(runs: int) -> dict[str, float]:
+    boots: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="hangar-bench-") as tmp:
+        for i in range(runs):
+            folder = Path(tmp) / f"boot{i}"
+            folder.mkdir()
+            with hangar(folder) as booted:
+                boots.append(booted.boot_s)
+        folder = Path(tmp) / "main"
+        folder.mkdir()
+        with hangar(folder) as booted:
+            me = psutil.Process(booted.proc.pid)
+            rss = me.memory_info().rss
+            reaper_rss = sum(c.memory_info().rss for c in me.children())
+            starts: list[float] = []
+            for _ in range(runs):
+                began = time.perf_counter()
+                r = booted.client.post("/api/mcp_servers/math/start")
+                starts.append(time.perf_counter() - began)
+                r.raise_for_status()
+                booted.client.post("/api/mcp_servers/math/stop").raise_for_status()
+    return {
+        "boot_to_ready_ms_median": round(statistics.median(boots) * 1000, 1),
+        "boot_to_ready_ms_min": round(min(boots) * 1000, 1),
+        "math_cold_start_ms_median": round(statistics.median(starts) * 1000, 1),
+        "math_cold_start_ms_min": round(min(starts) * 1000, 1),
+        "idle_rss_mib": round(rss / 2**20, 1),
+        "reaper_rss_mib": round(reaper_rss / 2**20, 1),
+        "runs": runs,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    results = measure(args.runs)
+    if args.json:
+        print(json.dumps(results))
+        return
+    width = max(map(len, results))
+    for key, value in results.items():
+        print(f"{key:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    main()
