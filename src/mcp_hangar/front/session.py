@@ -265,6 +265,8 @@ class FrontSession:
                                   "not a JSON-RPC 2.0 message")
         method = message.get("method")
         if method is None:
+            if "result" not in message and "error" not in message:
+                return error_response(message.get("id"), INVALID_REQUEST, "a request needs a 'method'")
             self._on_response(message)  # the client answering one of our requests
             return None
         if not isinstance(method, str):
