@@ -14,7 +14,8 @@ import pytest
 
 from conftest import SDK_SERVER, free_port
 from mcp_hangar.errors import McpServerStartError, UpstreamRpcError, ValidationError
-from mcp_hangar.upstream.remote import RemoteUpstream, check_endpoint_address
+from mcp_hangar.upstream.remote import RemoteUpstream
+from mcp_hangar.upstream.ssrf import check_endpoint_address
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from mcp.shared.inbound import ERROR_CODE_HTTP_STATUS, find_duplicated_routing_header
 from starlette.types import Receive, Scope, Send
 
+from .inbound import ERROR_CODE_HTTP_STATUS, duplicated_routing_header
 from .session import (
     INVALID_REQUEST,
     LEGACY_VERSIONS,
@@ -175,7 +175,7 @@ class McpHttpEndpoint:
 
     async def _post_modern(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                            message: JsonObject) -> None:
-        duplicated = find_duplicated_routing_header(
+        duplicated = duplicated_routing_header(
             (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", []))
         if duplicated is not None and "id" in message:
             await _json(send, 400, error_response(message.get("id"), -32020,

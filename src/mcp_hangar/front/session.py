@@ -21,13 +21,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from mcp.shared.inbound import InboundLadderRejection, classify_inbound_request, validate_mcp_param_headers
 
 from .. import __version__
 from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
+from .inbound import preload, sdk
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -112,6 +112,7 @@ class Front:
 
     def __init__(self, hangar: Hangar) -> None:
         self.hangar = hangar
+        preload()
         self.catalog = Catalog(hangar, MANAGEMENT_TOOLS)
         self.management = Management(hangar)
         self.features = Features(hangar)
@@ -319,8 +320,9 @@ class FrontSession:
         if self.era == "legacy" and modern:
             raise RpcError(INVALID_REQUEST, "this connection serves the handshake protocol era "
                                             f"({self.protocol_version}); per-request _meta is not accepted")
-        verdict = classify_inbound_request(message, headers=headers, supported_modern_versions=MODERN_VERSIONS)
-        if isinstance(verdict, InboundLadderRejection):
+        inbound = sdk()
+        verdict = inbound.classify_inbound_request(message, headers=headers, supported_modern_versions=MODERN_VERSIONS)
+        if isinstance(verdict, inbound.InboundLadderRejection):
             raise RpcError(verdict.code, verdict.message, verdict.data)
         self.era = "modern"
         self.protocol_version = verdict.protocol_version
@@ -514,7 +516,7 @@ class FrontSession:
         if self.request_headers is not None:  # HTTP, modern era: Mcp-Param-* must agree with the body
             tool = self.front.catalog.tool(name)
             if tool is not None:
-                rejection = validate_mcp_param_headers(tool.get("inputSchema"), arguments or {},
+                rejection = sdk().validate_mcp_param_headers(tool.get("inputSchema"), arguments or {},
                                                        self.request_headers)
                 if rejection is not None:
                     raise RpcError(rejection.code, rejection.message, rejection.data)

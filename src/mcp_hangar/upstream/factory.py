@@ -8,7 +8,6 @@ from ..config import ServerSpec
 from ..errors import McpServerStartError
 from ..reaper import Reaper
 from .base import JsonObject, NotificationHandler, RequestHandler, Upstream
-from .remote import RemoteUpstream
 from .stdio import StdioUpstream, child_environment
 
 # What Hangar declares to upstreams: it can relay sampling, elicitation and roots requests to the
@@ -35,6 +34,8 @@ def make_upstream(
             era=spec.protocol, client_capabilities=CLIENT_CAPABILITIES,
         )
     if spec.mode == "remote":
+        from .remote import RemoteUpstream  # httpx is imported only when a remote server is used
+
         assert spec.endpoint is not None
         return RemoteUpstream(
             server_id, spec.endpoint, headers=spec.headers, auth=spec.auth, tls=spec.tls,

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import itertools
 import logging
-import socket
 import ssl
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -38,30 +35,6 @@ log = logging.getLogger(__name__)
 
 NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}
 RECONNECT_ATTEMPTS = 3
-
-
-def check_endpoint_address(endpoint: str, trusted: list[str]) -> None:
-    """Refuse endpoints that resolve to private, loopback or link-local addresses (SSRF), unless trusted."""
-    host = urlsplit(endpoint).hostname
-    if not host:
-        raise ValidationError(f"endpoint has no host: {endpoint!r}")
-    networks = []
-    for net in trusted:
-        with contextlib.suppress(ValueError):
-            networks.append(ipaddress.ip_network(net, strict=False))
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as exc:
-        raise ValidationError(f"cannot resolve endpoint host {host!r}: {exc.strerror}") from None
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if any(address in net for net in networks):
-            continue
-        if address.is_private or address.is_loopback or address.is_link_local or address.is_reserved \
-                or address.is_multicast or address.is_unspecified:
-            raise ValidationError(
-                f"endpoint {endpoint!r} resolves to {address}, a private, loopback or link-local address; "
-                "add its network to ssrf.trusted_networks to allow it")
 
 
 def _auth_headers(auth: dict[str, Any] | None) -> tuple[dict[str, str], httpx.Auth | None]:
@@ -141,6 +114,8 @@ class RemoteUpstream:
         try:
             async with asyncio.timeout(timeout):
                 if self._ssrf_trusted is not None:  # re-checked at connect time (DNS may have changed)
+                    from .ssrf import check_endpoint_address
+
                     await asyncio.to_thread(check_endpoint_address, self.endpoint, self._ssrf_trusted)
                 await self._probe()
         except TimeoutError:
