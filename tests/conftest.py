@@ -121,3 +121,32 @@ async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     for _, task in running:
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, 10)
+
+
+@pytest.fixture
+async def sdk_http_url() -> AsyncIterator[str]:
+    """The SDK fixture server over Streamable HTTP on a free loopback port; its /mcp URL."""
+    import asyncio
+    import subprocess
+
+    port = free_port()
+    proc = subprocess.Popen([PYTHON, str(SDK_SERVER), "http", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        async with asyncio.timeout(20), httpx.AsyncClient() as client:
+            while True:
+                with contextlib.suppress(httpx.HTTPError):
+                    await client.get(url)
+                    break
+                if proc.poll() is not None:
+                    raise RuntimeError("the SDK fixture server exited during start-up")
+                await asyncio.sleep(0.05)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -4,11 +4,8 @@ merged, namespaced MCP server over both fronts in both eras; MCP traffic shows i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
-import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ import pytest
 import yaml
 from mcp import Client, StdioServerParameters
 
-from conftest import SDK_SERVER, free_port, raw_server
+from conftest import raw_server
 
 NPM = Path(__file__).parent / "npm" / "node_modules"
 EVERYTHING = NPM / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
@@ -27,29 +24,6 @@ ERAS = ["legacy", "2026-07-28"]
 EXPECTED = {"python__add", "node__get-sum", "remote__add", "hangar_status"}
 
 pytestmark = pytest.mark.skipif(not EVERYTHING.exists(), reason="npm test peers missing: npm ci --prefix tests/npm")
-
-
-@pytest.fixture
-async def remote_url() -> AsyncIterator[str]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(SDK_SERVER), "http", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/mcp"
-    try:
-        async with asyncio.timeout(20), httpx.AsyncClient() as client:
-            while True:
-                with contextlib.suppress(httpx.HTTPError):
-                    await client.get(url)
-                    break
-                await asyncio.sleep(0.05)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def fleet(remote: str) -> dict[str, Any]:
@@ -70,9 +44,9 @@ async def _exercise(client: Client) -> None:
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_fleet_over_stdio(tmp_path: Path, remote_url: str, era: str) -> None:
+async def test_fleet_over_stdio(tmp_path: Path, sdk_http_url: str, era: str) -> None:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"mcp_servers": fleet(remote_url)}))
+    cfg.write_text(yaml.safe_dump({"mcp_servers": fleet(sdk_http_url)}))
     params = StdioServerParameters(command=HANGAR, args=["serve", "-c", str(cfg), "--data-dir", str(tmp_path / "d")],
                                    env={**os.environ, "MCP_LOG_LEVEL": "WARNING"})
     async with Client(params, mode=era) as client:  # type: ignore[arg-type]
@@ -80,8 +54,8 @@ async def test_fleet_over_stdio(tmp_path: Path, remote_url: str, era: str) -> No
 
 
 @pytest.mark.parametrize("era", ERAS)
-async def test_fleet_over_http_shows_in_history_and_metrics(http_factory: Any, remote_url: str, era: str) -> None:
-    hangar, base = await http_factory(fleet(remote_url))
+async def test_fleet_over_http_shows_in_history_and_metrics(http_factory: Any, sdk_http_url: str, era: str) -> None:
+    hangar, base = await http_factory(fleet(sdk_http_url))
     async with Client(f"{base}/mcp", mode=era) as client:  # type: ignore[arg-type]
         await _exercise(client)
     assert hangar.get("remote").upstream is not None and hangar.get("remote").upstream.era == "modern"

@@ -216,23 +216,21 @@ class McpHttpEndpoint:
 
     # ------------------------------------------------------------------ GET / DELETE
 
-    def _legacy_session(self, headers: Mapping[str, str]) -> LegacyHttpSession | str | None:
-        if headers.get(VERSION_HEADER) in MODERN_VERSIONS:
-            return "modern"
+    async def _legacy_session(self, send: Send, headers: Mapping[str, str]) -> LegacyHttpSession | None:
+        """The session a GET or DELETE names; None after answering 405 (no session) or 404 (unknown)."""
         session_id = headers.get(SESSION_HEADER)
-        if not session_id:
+        if headers.get(VERSION_HEADER) in MODERN_VERSIONS or not session_id:
+            await _plain(send, 405, "Method Not Allowed", {"allow": "POST"})
             return None
-        return self.sessions.get(session_id) or "unknown"
+        session = self.sessions.get(session_id)
+        if session is None:
+            await _plain(send, 404, "Session not found")
+        return session
 
     async def _get(self, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
-        session = self._legacy_session(headers)
-        if session is None or session == "modern":
-            await _plain(send, 405, "Method Not Allowed", {"allow": "POST"})
+        session = await self._legacy_session(send, headers)
+        if session is None:
             return
-        if session == "unknown":
-            await _plain(send, 404, "Session not found")
-            return
-        assert isinstance(session, LegacyHttpSession)
         if "text/event-stream" not in headers.get("accept", ""):
             await _plain(send, 406, "Not Acceptable: the GET stream is text/event-stream")
             return
@@ -272,14 +270,9 @@ class McpHttpEndpoint:
             session.last_seen = time.monotonic()
 
     async def _delete(self, send: Send, headers: Mapping[str, str]) -> None:
-        session = self._legacy_session(headers)
-        if session is None or session == "modern":
-            await _plain(send, 405, "Method Not Allowed", {"allow": "POST"})
+        session = await self._legacy_session(send, headers)
+        if session is None:
             return
-        if session == "unknown":
-            await _plain(send, 404, "Session not found")
-            return
-        assert isinstance(session, LegacyHttpSession)
         self.sessions.pop(session.session_id, None)
         session.close()
         await _plain(send, 200, "")

@@ -50,3 +50,20 @@ class Upstream(Protocol):
 
     def set_exit_callback(self, callback: Callable[[int | None, str], None]) -> None:
         """``callback(exit_code, message)`` runs once when the connection dies on its own."""
+
+
+async def answer_server_request(message: JsonObject, on_request: RequestHandler | None) -> JsonObject:
+    """The response to a server-to-client request: ``ping`` locally, the rest through ``on_request``."""
+    from ..errors import UpstreamRpcError
+
+    response: JsonObject = {"jsonrpc": "2.0", "id": message["id"]}
+    try:
+        if message.get("method") == "ping":
+            response["result"] = {}
+        elif on_request is not None:
+            response["result"] = await on_request(message)
+        else:
+            response["error"] = {"code": -32601, "message": f"method not supported: {message.get('method')}"}
+    except UpstreamRpcError as exc:
+        response["error"] = exc.error
+    return response

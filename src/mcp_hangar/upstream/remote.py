@@ -28,7 +28,14 @@ from ..errors import (
     UpstreamTimeoutError,
     ValidationError,
 )
-from .base import CLIENT_NAME, LEGACY_PROTOCOL_VERSION, JsonObject, NotificationHandler, RequestHandler
+from .base import (
+    CLIENT_NAME,
+    LEGACY_PROTOCOL_VERSION,
+    JsonObject,
+    NotificationHandler,
+    RequestHandler,
+    answer_server_request,
+)
 from .era import MODERN_VERSION, prepare_params
 
 log = logging.getLogger(__name__)
@@ -306,16 +313,7 @@ class RemoteUpstream:
         raise UpstreamCrashedError(f"{self.endpoint} closed the stream before answering")
 
     async def _answer(self, message: JsonObject) -> None:
-        response: JsonObject = {"jsonrpc": "2.0", "id": message["id"]}
-        try:
-            if message.get("method") == "ping":
-                response["result"] = {}
-            elif self._on_request is not None:
-                response["result"] = await self._on_request(message)
-            else:
-                response["error"] = {"code": -32601, "message": f"method not supported: {message.get('method')}"}
-        except UpstreamRpcError as exc:
-            response["error"] = exc.error
+        response = await answer_server_request(message, self._on_request)
         with contextlib.suppress(httpx.HTTPError):
             await self._client.post(self.endpoint, content=orjson.dumps(response),
                                     headers={**self._request_headers(None, None), "content-type": "application/json"})

@@ -33,7 +33,14 @@ from ..errors import (
     UpstreamTimeoutError,
 )
 from ..reaper import Reaper, set_parent_death_signal
-from .base import CLIENT_NAME, LEGACY_PROTOCOL_VERSION, JsonObject, NotificationHandler, RequestHandler
+from .base import (
+    CLIENT_NAME,
+    LEGACY_PROTOCOL_VERSION,
+    JsonObject,
+    NotificationHandler,
+    RequestHandler,
+    answer_server_request,
+)
 from .era import MODERN_VERSION, Era, EraChoice, discover_params, is_modern_discover_result, prepare_params
 
 log = logging.getLogger(__name__)
@@ -350,16 +357,7 @@ class StdioUpstream:
 
     async def _answer(self, message: JsonObject) -> None:
         """Answer a server-to-client request (ping locally; others through ``on_request``)."""
-        response: JsonObject = {"jsonrpc": "2.0", "id": message["id"]}
-        try:
-            if message.get("method") == "ping":
-                response["result"] = {}
-            elif self._on_request is not None:
-                response["result"] = await self._on_request(message)
-            else:
-                response["error"] = {"code": -32601, "message": f"method not supported: {message.get('method')}"}
-        except UpstreamRpcError as exc:
-            response["error"] = exc.error
+        response = await answer_server_request(message, self._on_request)
         with contextlib.suppress(UpstreamError):
             await self._write(response)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import time
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request
@@ -13,7 +12,7 @@ from ..config import ServerSpec
 from ..errors import ValidationError
 from ..hangar import Hangar, parse_spec
 from ..models import State
-from ..supervisor import ManagedServer
+from ..views import server_detail, server_summary
 from .schemas import (
     CreateResult,
     CreateServerRequest,
@@ -51,37 +50,6 @@ def hangar_of(request: Request) -> Hangar:
     return hangar
 
 
-def summary(server: ManagedServer) -> dict[str, Any]:
-    return {
-        "mcp_server_id": server.server_id,
-        "state": server.state.value,
-        "mode": server.spec.mode,
-        "source": server.source,
-        "alive": server.alive,
-        "description": server.spec.description,
-        "tools_count": len(server.tools),
-        "tools_origin": server.tools_origin,
-        "health_status": server.health_status(),
-        "dead": server.dead_info(),
-        "pid": server.pid,
-    }
-
-
-def detail(server: ManagedServer) -> dict[str, Any]:
-    upstream = server.upstream
-    return {
-        **summary(server),
-        "spec": server.spec.model_dump(mode="json", exclude_defaults=True) | {"mode": server.spec.mode},
-        "tools": server.tools,
-        "health": server.health(),
-        "idle_time_s": round(time.monotonic() - server.last_used, 3) if server.alive else None,
-        "started_at": server.started_at if server.alive else None,
-        "in_flight": server.in_flight,
-        "protocol_version": upstream.protocol_version if upstream else None,
-        "server_info": upstream.server_info if upstream else None,
-    }
-
-
 def _encode_cursor(position: int) -> str:
     return base64.urlsafe_b64encode(f"h:{position}".encode()).decode().rstrip("=")
 
@@ -106,7 +74,7 @@ router = APIRouter(prefix="/api/mcp_servers", tags=["mcp_servers"])
 
 @router.get("", response_model=ServerList, responses=ERRORS, summary="List all MCP servers")
 async def list_servers(request: Request, state: State | None = None) -> dict[str, Any]:
-    servers = [summary(s) for s in hangar_of(request).list_servers(state)]
+    servers = [server_summary(s) for s in hangar_of(request).list_servers(state)]
     return {"mcp_servers": servers, "total": len(servers)}
 
 
@@ -122,7 +90,7 @@ async def create_server(request: Request, body: CreateServerRequest) -> dict[str
 
 @router.get("/{server_id}", response_model=ServerDetail, responses=ERRORS, summary="Get MCP server details")
 async def get_server(request: Request, server_id: ServerId) -> dict[str, Any]:
-    return detail(hangar_of(request).get(server_id))
+    return server_detail(hangar_of(request).get(server_id))
 
 
 @router.put("/{server_id}", response_model=UpdateResult, responses=ERRORS,
