@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -150,3 +150,20 @@ async def sdk_http_url() -> AsyncIterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def docker_host() -> Iterator[str]:
+    """A private Docker engine for the whole session (skipped with a reason where none can run)."""
+    from docker_engine import private_engine
+
+    with private_engine() as host:
+        yield host
+
+
+def docker_server(host: str, *flags: str, **spec: Any) -> dict[str, Any]:
+    """A docker-mode spec running the stdlib fixture server with the host's Python, in the test image."""
+    from docker_engine import HOST_RUNTIME_VOLUMES, IMAGE
+
+    return {"mode": "docker", "image": IMAGE, "command": ["/usr/bin/python3", "/fixtures/raw_server.py", *flags],
+            "volumes": list(HOST_RUNTIME_VOLUMES), "docker_host": host, **spec}

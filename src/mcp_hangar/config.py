@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 from .errors import ConfigError
+from .group_config import GroupSpec, cross_check, hoist_inline_groups, original_loc
 
 SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -39,6 +40,37 @@ class ToolDecl(BaseModel):
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
     inputSchema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})
+
+
+class DockerResources(_Strict):
+    """Limits of a ``docker`` mode container."""
+
+    memory: str = Field(default="512m", pattern=r"^[0-9]+[bkmgBKMG]?$")
+    cpus: float = Field(default=1.0, gt=0, le=256)
+    pids: int = Field(default=256, ge=8, le=100000)
+
+
+SENSITIVE_HOST_PATHS = ("/", "/etc", "/var/run/docker.sock", "/run/docker.sock", "/proc", "/sys", "/dev", "/boot",
+                        "/root", "/home")
+
+
+def check_volume(volume: str, allow_sensitive: bool) -> None:
+    """``host:container[:ro|rw]`` with absolute paths; sensitive host paths only when allowed."""
+    parts = volume.split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
+        raise ValueError(f"volume {volume!r} must be host:container or host:container:ro|rw")
+    host, container = parts[0], parts[1]
+    if len(parts) == 3 and parts[2] not in ("ro", "rw"):
+        raise ValueError(f"volume {volume!r}: the mode must be ro or rw")
+    if not host.startswith("/") or not container.startswith("/"):
+        raise ValueError(f"volume {volume!r}: both paths must be absolute")
+    if allow_sensitive:
+        return
+    real = os.path.realpath(host)
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real in SENSITIVE_HOST_PATHS or real == home or real.startswith("/etc/"):
+        raise ValueError(f"volume {volume!r} mounts the sensitive host path {real!r}; "
+                         "set allow_sensitive_volumes: true if you really mean it")
 
 
 class RemoteHttpSettings(_Strict):
@@ -75,12 +107,20 @@ class ServerSpec(_Strict):
     auto_start: bool = False
     tools: list[ToolDecl] | None = None
     # Validated here; run by the docker and remote upstream adapters.
+    # docker mode: the container's image and its hardening (see docs/docker.md).
     image: str | None = None
-    volumes: list[str] = Field(default_factory=list)
-    network: str | None = None
+    volumes: list[str] = Field(default_factory=list)  # host:container[:ro|rw]
+    allow_sensitive_volumes: bool = False  # permit /, /etc, the docker socket, the home folder root, ...
+    network: str = "none"
     read_only: bool = True
-    user: str | None = None
-    resources: dict[str, Any] = Field(default_factory=dict)
+    user: str | None = None  # default a non-root uid; "current" = Hangar's uid:gid
+    resources: DockerResources = Field(default_factory=lambda: DockerResources())
+    cap_drop: list[str] = Field(default_factory=lambda: ["ALL"])
+    cap_add: list[str] = Field(default_factory=list)
+    no_new_privileges: bool = True
+    pull: Literal["never", "missing"] = "never"
+    runtime: Literal["docker", "podman"] = "docker"
+    docker_host: str | None = None
     endpoint: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     auth: dict[str, Any] | None = None
@@ -112,8 +152,11 @@ class ServerSpec(_Strict):
     def _mode_requirements(self) -> ServerSpec:
         if self.mode == "subprocess" and not self.command:
             raise ValueError("mode 'subprocess' needs a non-empty 'command'")
-        if self.mode == "docker" and not self.image:
-            raise ValueError("mode 'docker' needs an 'image'")
+        if self.mode == "docker":
+            if not self.image:
+                raise ValueError("mode 'docker' needs an 'image'")
+            for volume in self.volumes:
+                check_volume(volume, self.allow_sensitive_volumes)
         if self.mode == "remote":
             if not self.endpoint:
                 raise ValueError("mode 'remote' needs an 'endpoint'")
@@ -129,7 +172,8 @@ class ServerSpec(_Strict):
     def launch_fields(self) -> dict[str, Any]:
         """Fields whose change means the process must be restarted to take effect."""
         keys = ("mode", "command", "args", "env", "inherit_env", "protocol", "cwd", "image", "volumes", "network",
-                "read_only", "user", "resources", "endpoint", "headers", "auth", "tls", "http")
+                "read_only", "user", "resources", "cap_drop", "cap_add", "no_new_privileges", "pull", "runtime",
+                "docker_host", "endpoint", "headers", "auth", "tls", "http")
         return {k: getattr(self, k) for k in keys}
 
 
@@ -176,11 +220,26 @@ class HangarConfig(_Strict):
     """The whole file."""
 
     mcp_servers: dict[str, ServerSpec] = Field(default_factory=dict)
+    groups: dict[str, GroupSpec] = Field(default_factory=dict)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     front: FrontSettings = Field(default_factory=FrontSettings)
     ssrf: SsrfSettings = Field(default_factory=SsrfSettings)
 
-    @field_validator("mcp_servers", mode="before")
+    @model_validator(mode="before")
+    @classmethod
+    def _inline_groups(cls, data: Any) -> Any:
+        # The older inline form (`mcp_servers: {pool: {mode: group, ...}}`) is read into `groups`.
+        if not isinstance(data, dict):
+            return data
+        data, _ = hoist_inline_groups(data)
+        servers = data.get("mcp_servers")
+        if isinstance(servers, dict):
+            for key, value in servers.items():
+                if isinstance(value, dict) and value.get("mode") == "group":
+                    raise ValueError(f"group '{key}' is declared twice: under mcp_servers and under groups")
+        return data
+
+    @field_validator("mcp_servers", "groups", mode="before")
     @classmethod
     def _none_is_empty(cls, value: Any) -> Any:
         return {} if value is None else value
@@ -291,8 +350,15 @@ def _known_keys(loc: Loc) -> list[str]:
         if model is HangarConfig and part == "mcp_servers":
             model, i = ServerSpec, i + 2  # skip the server id
             continue
+        if model is HangarConfig and part == "groups":
+            model, i = GroupSpec, i + 2  # skip the group id
+            continue
         if model is HangarConfig and part in _SECTIONS:
             model, i = _SECTIONS[str(part)], i + 1
+            continue
+        nested = _nested_model(model, part)
+        if nested is not None:  # a settings block, or a list of them (skip the index)
+            model, i = nested[0], i + 1 + nested[1]
             continue
         return []
     if model is None or i != len(parents):
@@ -301,6 +367,21 @@ def _known_keys(loc: Loc) -> list[str]:
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings, "ssrf": SsrfSettings}
+
+
+def _nested_model(model: type[BaseModel], part: str | int) -> tuple[type[BaseModel], int] | None:
+    """The model of field ``part`` of ``model`` and how many index levels follow it (0, or 1 for a list)."""
+    field_info = model.model_fields.get(str(part))
+    if field_info is None:
+        return None
+    annotation = field_info.annotation
+    args = getattr(annotation, "__args__", ())
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation, 0
+    if getattr(annotation, "__origin__", None) is list and args and isinstance(args[0], type) \
+            and issubclass(args[0], BaseModel):
+        return args[0], 1
+    return None
 
 
 def _key_path(loc: Loc) -> str:
@@ -319,28 +400,33 @@ def _collect_problems(
     warnings: list[str] = []
     if not isinstance(data, dict):
         return None, [f"{source}: the top level must be a mapping (for example 'mcp_servers:')"], warnings, data
-    servers = data.get("mcp_servers")
-    if isinstance(servers, dict):
-        for sid in list(servers):
+    data, moved = hoist_inline_groups(data)  # problems are still reported where the user wrote them
+    for section in ("mcp_servers", "groups"):
+        entries = data.get(section)
+        for sid in list(entries) if isinstance(entries, dict) else []:
             try:
                 validate_server_id(str(sid))
             except ValueError as exc:
-                problems.append(_format(source, _locate(("mcp_servers", sid), lines), ("mcp_servers", sid),
-                                        str(exc)))
+                where = original_loc((section, sid), moved)
+                problems.append(_format(source, _locate(where, lines), where, str(exc)))
     for _ in range(50):  # lenient mode strips unknown keys and tries again
         try:
             cfg = HangarConfig.model_validate(data)
+            for place, msg in cross_check(set(cfg.mcp_servers), cfg.groups):
+                where = original_loc(place, moved)
+                problems.append(_format(source, _locate(where, lines), where, msg))
             return (cfg if not problems else None), problems, warnings, data
         except PydanticValidationError as exc:
             unknown: list[Loc] = []
             for err in exc.errors():
                 loc: Loc = tuple(err["loc"])
-                line = _locate(loc, lines)
+                written = original_loc(loc, moved)
+                line = _locate(written, lines)
                 if err["type"] == "extra_forbidden":
                     key = str(loc[-1])
                     close = difflib.get_close_matches(key, _known_keys(loc), n=1, cutoff=0.6)
                     hint = f" (did you mean '{close[0]}'?)" if close else ""
-                    text = _format(source, line, loc, f"unknown key '{key}'{hint}")
+                    text = _format(source, line, written, f"unknown key '{key}'{hint}")
                     if lenient:
                         warnings.append(text)
                         unknown.append(loc)
@@ -348,7 +434,7 @@ def _collect_problems(
                         problems.append(text)
                 else:
                     msg = err["msg"].removeprefix("Value error, ")
-                    problems.append(_format(source, line, loc, msg))
+                    problems.append(_format(source, line, written, msg))
             if not unknown or len(problems) > 0:
                 return None, problems, warnings, data
             for loc in unknown:

@@ -2,7 +2,8 @@
 
 Servers declared in the config file are the file's: REST may start, stop, update or delete them at
 run time, but such changes are not saved, and the file wins at the next start. Servers created
-through REST are saved in the store (``source: api``) and come back after a restart.
+through REST are saved in the store (``source: api``) and come back after a restart. Groups
+(``self.groups``) follow the same rule; a group id is a call target like a server id.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from . import __version__
 from .config import LoadedConfig, ServerSpec, spec_to_dict, validate_server_id
-from .errors import ConflictError, McpServerNotFoundError, StoreError, ValidationError
+from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
 from .events import (
     EventBus,
     McpServerDeregistered,
@@ -30,11 +31,15 @@ from .events import (
     McpServerToolsChanged,
     McpServerUpdated,
 )
+from .group_manager import GroupManager
+from .groups import Group
 from .models import State
 from .reaper import Reaper
 from .store import HistoryWriter, Store
 from .supervisor import ManagedServer
 from .upstream.base import JsonObject
+from .upstream.docker import cli_environment, engine_cli, instance_label, remove_orphans
+from .upstream.ssrf import check_endpoint_address
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,7 @@ class Hangar:
         self.reaper = Reaper()
         self.servers: dict[str, ManagedServer] = {}
         self.instance_id = f"{socket.gethostname()[:24]}-{secrets.token_hex(4)}"
+        self.instance_label = instance_label(data_dir)  # stable for this data dir: owns its containers
         self.started_monotonic = time.monotonic()
         self.startup_complete = False
         self.stopping = False
@@ -79,6 +85,7 @@ class Hangar:
         # (logging messages, resource and prompt list changes): the MCP fronts fan them out.
         self.notification_listeners: list[Callable[[ManagedServer, JsonObject], None]] = []
         self._creating: set[str] = set()  # ids whose REST create is being saved
+        self.groups = GroupManager(bus=self.bus, store=self.store, servers=self.servers, spawn=self._spawn)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -100,6 +107,8 @@ class Hangar:
                 log.error("saved server %r is invalid and was skipped: %s", sid, format_validation_error(exc))
                 continue
             self._register(sid, spec, "api", remembered.get(sid))
+        await self._remove_orphan_containers()
+        await self.groups.start(self.loaded.config.groups)
         self._tasks = [
             asyncio.create_task(self._ticker(), name="hangar-ticker"),
             asyncio.create_task(self.history.run(), name="hangar-history"),
@@ -108,6 +117,19 @@ class Hangar:
             if server.spec.auto_start:
                 self._spawn(self._auto_start(server))
         self.startup_complete = True
+
+    async def _remove_orphan_containers(self) -> None:
+        """Containers a crashed earlier run of this instance left behind; only ours, by label."""
+        engines = {(s.spec.runtime, s.spec.docker_host) for s in self.servers.values() if s.spec.mode == "docker"}
+        for runtime, _ in engines:
+            spec = next(s.spec for s in self.servers.values() if s.spec.mode == "docker" and s.spec.runtime == runtime)
+            try:
+                cli = engine_cli(spec)
+            except HangarError:
+                continue
+            removed = await remove_orphans(cli, cli_environment(spec), self.instance_label)
+            if removed:
+                log.warning("removed %d container(s) left by an earlier run: %s", len(removed), ", ".join(removed))
 
     async def _auto_start(self, server: ManagedServer) -> None:
         with contextlib.suppress(Exception):
@@ -120,6 +142,7 @@ class Hangar:
         self.stopping = True
         for task in self._tasks:
             task.cancel()
+        await self.groups.aclose()
         stops = [s.stop("shutdown") for s in self.servers.values()]
         if stops:
             try:
@@ -160,6 +183,7 @@ class Hangar:
             on_notification=self._relay_notification,
             # Endpoints from the config file are trusted; REST-registered ones are checked for SSRF.
             ssrf_trusted=list(self.loaded.config.ssrf.trusted_networks) if source == "api" else None,
+            instance=self.instance_label,
         )
         self.servers[server_id] = server
         self.bus.publish(McpServerRegistered(mcp_server_id=server_id, mode=spec.mode, source=source))
@@ -198,6 +222,13 @@ class Hangar:
             raise ValidationError(str(exc)) from None
         if server_id in self.servers or server_id in self._creating:
             raise ConflictError(f"MCP Server '{server_id}' already exists")
+        if server_id in self.groups.groups:
+            raise ConflictError(f"'{server_id}' is already a group id; groups and servers share one namespace")
+        if spec.mode == "remote" and spec.endpoint:  # SSRF guard for endpoints registered at run time
+            await asyncio.to_thread(check_endpoint_address, spec.endpoint,
+                                    list(self.loaded.config.ssrf.trusted_networks))
+            if server_id in self.servers or server_id in self._creating:
+                raise ConflictError(f"MCP Server '{server_id}' already exists")
         self._creating.add(server_id)  # claimed before the await, so a concurrent create gets the 409
         try:
             await self.store.save_server(server_id, spec_to_dict(spec))
@@ -231,6 +262,7 @@ class Hangar:
 
     async def delete_server(self, server_id: str) -> None:
         server = self.get(server_id)
+        await self.groups.forget_server(server_id)  # it leaves its groups first (GroupMemberRemoved)
         await server.stop("deleted")
         if server.source == "api":
             await self.store.delete_server(server_id)
@@ -247,9 +279,14 @@ class Hangar:
     async def stop_server(self, server_id: str, reason: str = "user_request") -> bool:
         return await self.get(server_id).stop(reason)
 
+    def target(self, target_id: str) -> ManagedServer | Group:
+        """What a call names: a server, or a group (served by its strategy)."""
+        group = self.groups.groups.get(target_id)
+        return group if group is not None else self.get(target_id)
+
     async def call_tool(self, server_id: str, tool: str, arguments: JsonObject | None = None,
                         meta: JsonObject | None = None) -> JsonObject:
-        return await self.get(server_id).call_tool(tool, arguments, meta=meta)
+        return await self.target(server_id).call_tool(tool, arguments, meta=meta)
 
     def uptime_s(self) -> float:
         return time.monotonic() - self.started_monotonic

@@ -15,12 +15,14 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-# Runs as `python -S -c REAPER_CODE`; reads "+PGID" / "-PGID" lines from stdin.
+# Runs as `python -S -c REAPER_CODE`; reads "+PGID" / "-PGID" lines, and "c<hex of a NUL-separated argv>" /
+# "u<same>" lines registering commands to run after the groups are gone (removing containers).
 REAPER_CODE = r"""
 import os, signal, time
 signal.signal(signal.SIGINT, signal.SIG_IGN)
 signal.signal(signal.SIGTERM, signal.SIG_IGN)
 groups = set()
+commands = set()
 buf = b""
 while True:
     try:
@@ -38,6 +40,10 @@ while True:
             groups.add(int(line[1:]))
         elif line[:1] == b"-":
             groups.discard(int(line[1:]))
+        elif line[:1] == b"c":
+            commands.add(line[1:])
+        elif line[:1] == b"u":
+            commands.discard(line[1:])
 def alive(g):
     try:
         os.killpg(g, 0)
@@ -72,6 +78,12 @@ for sig in (signal.SIGTERM, signal.SIGKILL):
         groups = {g for g in groups if alive(g)}
         if groups:
             time.sleep(0.05)
+for command in commands:
+    argv = [a.decode() for a in bytes.fromhex(command.decode()).split(b"\0")]
+    try:
+        os.spawnv(os.P_WAIT, argv[0], argv)
+    except OSError:
+        pass
 """
 
 
@@ -105,6 +117,10 @@ class Reaper:
         with contextlib.suppress(OSError, ValueError):
             self._proc.stdin.write(line.encode() + b"\n")
             self._proc.stdin.flush()
+
+    def on_death(self, argv: list[str], register: bool = True) -> None:
+        """Run ``argv`` (an absolute path first) if Hangar dies before ``on_death(argv, False)``."""
+        self._send(("c" if register else "u") + "\0".join(argv).encode().hex())
 
     def track(self, pgid: int) -> None:
         self._send(f"+{pgid}")

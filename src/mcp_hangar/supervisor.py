@@ -80,6 +80,7 @@ class ManagedServer:
         on_tools_changed: Callable[[ManagedServer], None] | None = None,
         on_notification: Callable[[ManagedServer, JsonObject], None] | None = None,
         ssrf_trusted: list[str] | None = None,
+        instance: str = "",
     ) -> None:
         self.server_id = server_id
         self.spec = spec
@@ -89,6 +90,7 @@ class ManagedServer:
         self._on_tools_changed = on_tools_changed
         self._on_notification = on_notification
         self._ssrf_trusted = ssrf_trusted  # None: the endpoint is trusted (declared in the config file)
+        self._instance = instance  # labels the containers of docker-mode servers
         self.callers = CallerRegistry(server_id)
         self._probe_unanswered = False
         self._resource_watches: dict[str, tuple[int, asyncio.Future[JsonObject] | None]] = {}
@@ -303,7 +305,7 @@ class ManagedServer:
         return make_upstream(
             self.server_id, spec, reaper=self._reaper, on_log=self.record_log,
             on_notification=self._on_upstream_notification, on_request=self.callers.route_request,
-            client_version=__version__, ssrf_trusted=self._ssrf_trusted,
+            client_version=__version__, ssrf_trusted=self._ssrf_trusted, instance=self._instance,
         )
 
     def _fail_start(self, error: McpServerStartError) -> None:

@@ -36,4 +36,6 @@ def server_detail(server: ManagedServer) -> dict[str, Any]:
         "in_flight": server.in_flight,
         "protocol_version": upstream.protocol_version if upstream else None,
         "server_info": upstream.server_info if upstream else None,
+        "container": getattr(upstream, "container_id", None),
+        "image": server.spec.image,
     }

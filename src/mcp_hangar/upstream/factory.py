@@ -25,6 +25,7 @@ def make_upstream(
     on_request: RequestHandler,
     client_version: str,
     ssrf_trusted: list[str] | None,
+    instance: str = "",
 ) -> Upstream:
     if spec.mode == "subprocess":
         return StdioUpstream(
@@ -42,5 +43,13 @@ def make_upstream(
             connect_timeout=spec.http.connect_timeout, read_timeout=spec.http.read_timeout,
             max_message_bytes=spec.max_response_bytes, on_log=on_log, on_notification=on_notification,
             on_request=on_request, client_version=client_version, ssrf_trusted=ssrf_trusted, era=spec.protocol,
+        )
+    if spec.mode == "docker":
+        from .docker import DockerUpstream
+
+        return DockerUpstream(
+            server_id, spec, instance=instance, reaper=reaper, on_stderr=on_log, on_notification=on_notification,
+            on_request=on_request, client_version=client_version, era=spec.protocol,
+            client_capabilities=CLIENT_CAPABILITIES,
         )
     raise McpServerStartError(f"mode '{spec.mode}' is not available in this version of Hangar")

@@ -436,7 +436,12 @@ class StdioUpstream:
         with contextlib.suppress(TimeoutError):
             code = await asyncio.wait_for(proc.wait(), 1.0)
         detail = f"exit code {code}" if code is not None else "stdout closed"
-        self._break(UpstreamCrashedError(f"the MCP server exited ({detail})"))
+        more = None if self._closing else await self.explain_exit(code)
+        self._break(UpstreamCrashedError(f"the MCP server exited ({detail}){f': {more}' if more else ''}"))
+
+    async def explain_exit(self, code: int | None) -> str | None:
+        """More about why the process exited, when a subclass can tell (a container's OOM kill)."""
+        return None
 
     async def _terminate_broken(self) -> None:
         if not self._closing:

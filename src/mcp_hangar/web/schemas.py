@@ -165,6 +165,8 @@ class ServerDetail(ServerSummary):
     in_flight: int
     protocol_version: str | None
     server_info: dict[str, Any] | None
+    container: str | None = Field(default=None, description="docker mode: the running container's name")
+    image: str | None = Field(default=None, description="docker mode: the image")
 
 
 class CreateResult(BaseModel):
