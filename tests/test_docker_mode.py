@@ -139,3 +139,24 @@ async def test_orphans_of_this_instance_are_removed_at_start(hangar_factory: Any
     assert second.instance_label == first.instance_label
     assert containers(docker_host, f"name={name}") == [] or time.monotonic() - began < 30
     await _wait_until(lambda: containers(docker_host, f"name={name}") == [], 30)
+
+
+async def test_engine_stopped_while_a_container_runs(hangar_factory: Any) -> None:
+    import os
+    import signal
+    from pathlib import Path
+
+    from docker_engine import private_engine
+
+    with private_engine() as host:  # an engine of its own, since this test stops it
+        hangar = await hangar_factory({"box": docker_server(host)})
+        await hangar.start_server("box")
+        server = hangar.get("box")
+        pid = int((Path(host.removeprefix("unix://")).parent / "docker.pid").read_text())
+        with hangar.bus.subscription() as events:
+            os.kill(pid, signal.SIGTERM)  # the engine we started, by its PID
+            await events.wait_for(lambda e: getattr(e, "new_state", None) == "dead", 30)
+        assert server.state == State.DEAD
+        with pytest.raises(McpServerStartError) as info:
+            await hangar.start_server("box")
+        assert "engine is reachable" in info.value.message
