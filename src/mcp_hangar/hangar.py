@@ -149,6 +149,8 @@ class Hangar:
                 await asyncio.wait_for(asyncio.gather(*stops, return_exceptions=True), SHUTDOWN_BUDGET_S)
             except TimeoutError:
                 log.warning("some servers did not stop within %.0f s; the reaper ends them", SHUTDOWN_BUDGET_S)
+        if self._background:  # e.g. saving a tool list learned just now: let it finish, briefly
+            await asyncio.wait(list(self._background), timeout=1.0)
         for task in [*self._tasks, *self._background]:
             task.cancel()
             with contextlib.suppress(BaseException):

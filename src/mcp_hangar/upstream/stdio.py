@@ -150,6 +150,9 @@ class StdioUpstream:
             raise McpServerStartError(f"command is not executable: {self._argv[0]!r}") from None
         except OSError as exc:
             raise McpServerStartError(f"cannot start {self._argv[0]!r}: {exc.strerror or exc}") from None
+        except (ValueError, UnicodeError) as exc:  # a NUL byte or an unencodable character in argv or env
+            raise McpServerStartError(f"cannot start {self._argv[0]!r}: invalid command or environment: {exc}"
+                                      ) from None
         self._pgid = self._proc.pid
         if self._reaper is not None:
             self._reaper.track(self._pgid)
