@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import logging
 import time
 import uuid
@@ -21,8 +22,16 @@ from typing import Any, ClassVar
 log = logging.getLogger(__name__)
 
 
-def _new_id() -> str:
-    return uuid.uuid4().hex
+_ID_PREFIX = uuid.uuid4().hex[:16]  # unique per process...
+_ID_COUNTER = itertools.count(1)  # ...and a counter within it: cheaper than a uuid4 per event, and ordered
+
+
+def new_id() -> str:
+    """A unique id (32 hex digits) for an event or a call."""
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
+_new_id = new_id
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -150,6 +159,79 @@ class ToolInvocationFailed(McpServerEvent):
     principal: str | None = None
 
 
+
+@dataclass(frozen=True, kw_only=True)
+class GroupEvent(Event):
+    group_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupCreated(GroupEvent):
+    strategy: str
+    source: str
+    state: str
+    members: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupUpdated(GroupEvent):
+    changed_fields: list[str]
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupDeleted(GroupEvent):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupMemberAdded(GroupEvent):
+    member_id: str
+    weight: int
+    priority: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupMemberRemoved(GroupEvent):
+    member_id: str
+    reason: str = "user_request"  # or server_deleted
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupMemberHealthChanged(GroupEvent):
+    member_id: str
+    in_rotation: bool
+    reason: str
+    consecutive_failures: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupStateChanged(GroupEvent):
+    old_state: str
+    new_state: str
+    healthy_count: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupCircuitOpened(GroupEvent):
+    consecutive_failures: int
+    reset_timeout_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupCircuitClosed(GroupEvent):
+    reason: str  # recovered, probe_succeeded, rebalance
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupCallRouted(GroupEvent):
+    """One attempt of a call through a group, on one member (``outcome``: success, error, failure)."""
+
+    member_id: str
+    tool_name: str
+    attempt: int
+    outcome: str
+
+
 Listener = Callable[[Event], None]
 
 
@@ -204,6 +286,8 @@ class EventBus:
     def __init__(self) -> None:
         self._listeners: list[Listener] = []
         self._subscriptions: list[Subscription] = []
+        self._queue: deque[Event] = deque()
+        self._delivering = False
 
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
@@ -232,6 +316,19 @@ class EventBus:
             self._subscriptions.remove(sub)
 
     def publish(self, event: Event) -> None:
+        # An event published by a listener (a group reacting to its member's crash) is delivered after
+        # the one being delivered, so every observer sees a cause before its effects.
+        self._queue.append(event)
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._queue:
+                self._deliver(self._queue.popleft())
+        finally:
+            self._delivering = False
+
+    def _deliver(self, event: Event) -> None:
         for listener in list(self._listeners):
             try:
                 listener(event)

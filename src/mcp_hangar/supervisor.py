@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from .events import (
     ToolInvocationCompleted,
     ToolInvocationFailed,
     ToolInvocationRequested,
+    new_id,
 )
 from .models import STARTABLE, DeadReason, State, can_transition
 from .reaper import Reaper
@@ -472,7 +472,7 @@ class ManagedServer:
 
         ``extra`` holds further request fields relayed as they are (``inputResponses``,
         ``requestState`` of a 2026-07-28 retry, ``task``, ...)."""
-        correlation_id = uuid.uuid4().hex
+        correlation_id = new_id()
         args_size = len(orjson.dumps(arguments)) if arguments else 0
         self._bus.publish(ToolInvocationRequested(
             mcp_server_id=self.server_id, tool_name=tool, correlation_id=correlation_id,
