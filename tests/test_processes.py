@@ -174,8 +174,11 @@ async def test_aclose_leaves_no_process_behind(hangar_factory) -> None:
     grandchild = await grandchild_of(hangar, "family")
     hanging = asyncio.create_task(hangar.call_tool("busy", "hang"))
     await wait_until(lambda: hangar.get("busy").in_flight == 1, 2, "the hanging call to be in flight")
-    descendants = psutil.Process().children(recursive=True)
-    pids = {p.pid for p in descendants}
+    # Hangar's own tree: the reaper and each server with its descendants (other fixtures of the session,
+    # such as a private dockerd, are children of pytest too and are not Hangar's).
+    servers = [psutil.Process(hangar.get(s).pid) for s in ("plain", "family", "busy")]
+    roots = [psutil.Process(hangar.reaper.pid), *servers]
+    pids = {p.pid for root in roots for p in (root, *root.children(recursive=True))}
     assert grandchild in pids and hangar.reaper.pid in pids
     assert {hangar.get(s).pid for s in ("plain", "family", "busy")} <= pids
     await hangar.aclose()

@@ -171,6 +171,9 @@ def serve(
     except OSError as exc:
         raise _fail(f"cannot create data directory {directory}: {exc.strerror or exc}", 2) from None
     log.info("config: %s; data: %s", loaded.source, directory)
+    from . import tracing
+
+    tracing.setup(loaded.config.observability.tracing)
     try:
         if http:
             code = _serve_http(loaded, directory, host, port, level)
@@ -181,6 +184,8 @@ def serve(
         raise _fail(exc.message, 2) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
+    finally:
+        tracing.shutdown()  # flushes the exporter
     raise typer.Exit(code)
 
 

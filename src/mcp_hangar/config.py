@@ -216,6 +216,75 @@ class SsrfSettings(_Strict):
         return value
 
 
+class ObservabilitySettings(_Strict):
+    """History, the durable event log, the WebSocket event stream and tracing (see docs/observability.md)."""
+
+    history_retention: int = Field(default=10_000, ge=1, le=10_000_000)  # invocation records kept per server
+    event_log_max_events: int = Field(default=100_000, ge=10, le=100_000_000)  # events kept for replay
+    ws_queue_size: int = Field(default=1024, ge=16, le=1_000_000)  # per WebSocket client; the oldest is dropped
+    ws_ping_interval_s: float = Field(default=55.0, gt=0, le=3600)  # idle time before Hangar sends a ping
+    ws_ping_timeout_s: float = Field(default=30.0, gt=0, le=3600)  # how long a pong may take
+    # OpenTelemetry spans (needs the [otel] extra); the exporter is set by the standard OTEL_* variables.
+    tracing: bool = False
+
+
+class DiscoverySourceSpec(_Strict):
+    """One discovery source; what ``config`` holds depends on ``source_type`` (see docs/discovery.md)."""
+
+    id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    source_type: str = Field(min_length=1, max_length=64)
+    mode: Literal["additive", "authoritative"] = "additive"
+    enabled: bool = True
+    config: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type_alias(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "type" in data and "source_type" not in data:  # the older key
+            data = {("source_type" if k == "type" else k): v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _known_type(self) -> DiscoverySourceSpec:
+        from .discovery.registry import check_source_config  # the registry knows the plug-in types
+
+        self.config = check_source_config(self.source_type, self.config)
+        return self
+
+
+class DiscoverySecurity(_Strict):
+    """What discovered servers must pass before they are proposed."""
+
+    max_servers_per_source: int = Field(default=50, ge=1, le=10_000)
+    max_registrations_per_minute: int = Field(default=30, ge=1, le=100_000)
+    require_health_check: bool = True  # start it, list its tools, stop it
+    quarantine_on_failure: bool = True  # else a failing server is refused and tried again next cycle
+    health_check_timeout_s: float = Field(default=30, gt=0, le=600)
+
+
+class DiscoverySettings(_Strict):
+    """Servers proposed by Docker labels, a folder of YAML files, or Python entry points."""
+
+    enabled: bool = True  # false: no automatic cycles or watching; scans on request still work
+    refresh_interval_s: float = Field(default=30, gt=0, le=86400)
+    auto_register: bool = False  # false: new servers wait for approval
+    grace_period_s: float = Field(default=60, ge=0, le=86400)  # authoritative: how long a vanished server stays
+    sources: list[DiscoverySourceSpec] = Field(default_factory=list)
+    security: DiscoverySecurity = Field(default_factory=DiscoverySecurity)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _no_sources(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> DiscoverySettings:
+        ids = [s.id for s in self.sources if s.id is not None]
+        for dup in sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"discovery source id '{dup}' is used twice")
+        return self
+
+
 class HangarConfig(_Strict):
     """The whole file."""
 
@@ -224,6 +293,13 @@ class HangarConfig(_Strict):
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     front: FrontSettings = Field(default_factory=FrontSettings)
     ssrf: SsrfSettings = Field(default_factory=SsrfSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
+    discovery: DiscoverySettings | None = None  # absent: discovery is off and its routes answer 404
+
+    @field_validator("discovery", mode="before")
+    @classmethod
+    def _empty_discovery(cls, value: Any) -> Any:
+        return {} if value is None else value  # a bare `discovery:` turns it on with the defaults
 
     @model_validator(mode="before")
     @classmethod
@@ -366,7 +442,8 @@ def _known_keys(loc: Loc) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-_SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings, "ssrf": SsrfSettings}
+_SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings, "ssrf": SsrfSettings,
+                                       "observability": ObservabilitySettings, "discovery": DiscoverySettings}
 
 
 def _nested_model(model: type[BaseModel], part: str | int) -> tuple[type[BaseModel], int] | None:
@@ -408,7 +485,8 @@ def _collect_problems(
                 validate_server_id(str(sid))
             except ValueError as exc:
                 where = original_loc((section, sid), moved)
-                problems.append(_format(source, _locate(where, lines), where, str(exc)))
+                message = str(exc) if section == "mcp_servers" else str(exc).replace("MCP server id", "group id")
+                problems.append(_format(source, _locate(where, lines), where, message))
     for _ in range(50):  # lenient mode strips unknown keys and tries again
         try:
             cfg = HangarConfig.model_validate(data)

@@ -8,12 +8,18 @@ uses ``jsonrpc_code``, the CLI uses ``exit_code``.
     HangarError                              500
     ├── McpServerNotFoundError               404
     ├── NotFoundError                        404   (routes, other resources)
+    │   ├── GroupNotFoundError               404
+    │   ├── GroupMemberNotFoundError         404   (the server is not a member of that group)
+    │   ├── DiscoveryNotConfigured           404   (no `discovery:` block: every discovery route)
+    │   ├── DiscoverySourceNotFoundError     404
+    │   └── DiscoveredServerNotFoundError    404   (no pending or quarantined server of that name)
     ├── ValidationError                      422
     │   └── ConfigError                      422   (config file problems, with file/line/key)
     ├── ConflictError                        409
     ├── RateLimitExceeded                    429
     ├── CompactionError                      500
     ├── StoreError                           503
+    ├── DiscoverySourceError                 503   (a discovery source could not be read: engine down, ...)
     └── UpstreamError                        502   (anything an upstream server did wrong)
         ├── McpServerStartError              502   (spawn failed, handshake failed or timed out)
         ├── McpServerUnavailableError        503   (dead and in backoff, or stopped while starting)
@@ -22,7 +28,9 @@ uses ``jsonrpc_code``, the CLI uses ``exit_code``.
         │   └── ProbeUnansweredError         504   (no answer to the era probe: retried as legacy)
         ├── UpstreamProtocolError            502   (garbage or malformed messages)
         │   └── UpstreamResponseTooLargeError 502  (one message over max_response_bytes)
-        └── UpstreamRpcError                 502   (the upstream answered with a JSON-RPC error)
+        ├── UpstreamRpcError                 502   (the upstream answered with a JSON-RPC error)
+        └── GroupUnavailableError            503   (no member of a group is in rotation)
+            └── GroupCircuitOpenError        503   (the group's circuit is open: calls fail fast)
 """
 
 from __future__ import annotations
@@ -139,3 +147,50 @@ class UpstreamRpcError(UpstreamError):
         self.error = error
         code = error.get("code")
         self.jsonrpc_code = code if isinstance(code, int) else -32603
+
+
+class GroupNotFoundError(NotFoundError):
+    def __init__(self, group_id: str) -> None:
+        super().__init__(f"Group '{group_id}' not found", group_id=group_id)
+        self.group_id = group_id
+
+
+class GroupMemberNotFoundError(NotFoundError):
+    def __init__(self, group_id: str, member_id: str) -> None:
+        super().__init__(f"'{member_id}' is not a member of group '{group_id}'", group_id=group_id,
+                         member_id=member_id)
+
+
+class GroupUnavailableError(UpstreamError):
+    """No member of the group can take the call."""
+
+    status_code = 503
+
+
+class GroupCircuitOpenError(GroupUnavailableError):
+    """The group's circuit breaker is open: calls are refused at once until it half-opens."""
+
+    status_code = 503
+
+
+class DiscoveryNotConfigured(NotFoundError):
+    """Discovery routes and tools answer this when the config file has no ``discovery:`` block."""
+
+    def __init__(self) -> None:
+        super().__init__("discovery is not configured: add a 'discovery:' block to the config file")
+
+
+class DiscoverySourceNotFoundError(NotFoundError):
+    def __init__(self, source_id: str) -> None:
+        super().__init__(f"discovery source '{source_id}' not found", source_id=source_id)
+
+
+class DiscoveredServerNotFoundError(NotFoundError):
+    def __init__(self, name: str, wanted: str) -> None:
+        super().__init__(f"no {wanted} MCP server named '{name}'", name=name)
+
+
+class DiscoverySourceError(HangarError):
+    """A discovery source could not be read (the engine is down, the folder is missing, ...)."""
+
+    status_code = 503

@@ -128,6 +128,7 @@ class HealthCheckPassed(McpServerEvent):
 class HealthCheckFailed(McpServerEvent):
     consecutive_failures: int
     error_message: str
+    duration_ms: float = 0.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -66,8 +66,13 @@ class GroupSpec(_Strict):
 
     @field_validator("members", mode="before")
     @classmethod
-    def _none_is_empty(cls, value: Any) -> Any:
-        return [] if value is None else value
+    def _shorthand(cls, value: Any) -> Any:
+        # `members: [a, b]` is short for `members: [{member_id: a}, {member_id: b}]`.
+        if value is None:
+            return []
+        if isinstance(value, list):
+            return [{"member_id": m} if isinstance(m, str) else m for m in value]
+        return value
 
     @model_validator(mode="after")
     def _unique_members(self) -> GroupSpec:

@@ -16,6 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 
+from .circuit import Clock
 from .config import validate_server_id
 from .errors import (
     ConflictError,
@@ -38,7 +39,7 @@ from .events import (
     McpServerStateChanged,
 )
 from .group_config import GroupMemberSpec, GroupSpec, group_to_dict, parse_group_spec
-from .groups import Clock, Group, Member
+from .groups import Group, Member
 from .models import State
 from .store import Store
 from .supervisor import ManagedServer
@@ -61,7 +62,7 @@ class GroupManager:
         self._clock = clock
         self.groups: dict[str, Group] = {}
         self._by_member: dict[str, list[tuple[Group, Member]]] = {}
-        self._creating: set[str] = set()
+        self._changes = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         bus.add_listener(self._on_event)
 
@@ -134,42 +135,45 @@ class GroupManager:
 
     # ------------------------------------------------------------------ changes
 
+    # Changes are serialized: each checks, saves, then applies, and no other change may slip in between
+    # (a concurrent duplicate add, or an update saving a group that a delete just removed).
+
     async def create(self, group_id: str, spec: GroupSpec) -> Group:
         try:
             validate_server_id(group_id)
         except ValueError as exc:
             raise ValidationError(str(exc).replace("MCP server id", "group id")) from None
-        if group_id in self.groups or group_id in self._creating:
-            raise ConflictError(f"Group '{group_id}' already exists")
-        if group_id in self._servers:
-            raise ConflictError(f"'{group_id}' is already an MCP server id; groups and servers share one namespace")
-        for member in spec.members:
-            self._member_server(member.member_id)
-        self._creating.add(group_id)  # claimed before the await, so a concurrent create gets the 409
-        try:
+        async with self._changes:
+            if group_id in self.groups:
+                raise ConflictError(f"Group '{group_id}' already exists")
+            if group_id in self._servers:
+                raise ConflictError(f"'{group_id}' is already an MCP server id; groups and servers share one "
+                                    "namespace")
+            for member in spec.members:
+                self._member_server(member.member_id)
             await self._store.save_group(group_id, group_to_dict(spec))
-        finally:
-            self._creating.discard(group_id)
-        return self._install(group_id, spec, "api")
+            return self._install(group_id, spec, "api")
 
     async def update(self, group_id: str, changes: dict[str, Any]) -> tuple[Group, list[str]]:
-        group = self.get(group_id)
-        merged = {**group_to_dict(group.spec), **changes}
-        spec = parse_group_spec(merged)
-        old = group.spec
-        changed = sorted(k for k in GroupSpec.model_fields if k != "members" and getattr(old, k) != getattr(spec, k))
-        await self._save(group, spec)
-        group.configure(spec)
-        self._bus.publish(GroupUpdated(group_id=group_id, changed_fields=changed))
-        return group, changed
+        async with self._changes:
+            group = self.get(group_id)
+            spec = parse_group_spec({**group_to_dict(group.spec), **changes})
+            old = group.spec
+            changed = sorted(k for k in GroupSpec.model_fields
+                             if k != "members" and getattr(old, k) != getattr(spec, k))
+            await self._save(group, spec)
+            group.configure(spec)
+            self._bus.publish(GroupUpdated(group_id=group_id, changed_fields=changed))
+            return group, changed
 
     async def delete(self, group_id: str) -> None:
-        group = self.get(group_id)
-        if group.source == "api":
-            await self._store.delete_group(group_id)
-        self.groups.pop(group_id, None)
-        self._index()
-        self._bus.publish(GroupDeleted(group_id=group_id))
+        async with self._changes:
+            group = self.get(group_id)
+            if group.source == "api":
+                await self._store.delete_group(group_id)
+            self.groups.pop(group_id, None)
+            self._index()
+            self._bus.publish(GroupDeleted(group_id=group_id))
 
     def _member_server(self, member_id: str) -> ManagedServer:
         if member_id in self.groups:
@@ -180,19 +184,31 @@ class GroupManager:
         return server
 
     async def add_member(self, group_id: str, member: GroupMemberSpec) -> Group:
-        group = self.get(group_id)
-        server = self._member_server(member.member_id)
-        if group.member(member.member_id) is not None:
-            raise ConflictError(f"'{member.member_id}' is already a member of group '{group_id}'")
-        await self._save(group, group.spec.model_copy(update={"members": [*group.spec.members, member]}))
-        group.add(member, server)
-        self._index()
-        self._bus.publish(GroupMemberAdded(group_id=group_id, member_id=member.member_id, weight=member.weight,
-                                           priority=member.priority))
-        group.refresh("member added")
-        return group
+        async with self._changes:
+            group = self.get(group_id)
+            server = self._member_server(member.member_id)
+            if group.member(member.member_id) is not None:
+                raise ConflictError(f"'{member.member_id}' is already a member of group '{group_id}'")
+            await self._save(group, group.spec.model_copy(update={"members": [*group.spec.members, member]}))
+            group.add(member, server)
+            self._index()
+            self._bus.publish(GroupMemberAdded(group_id=group_id, member_id=member.member_id,
+                                               weight=member.weight, priority=member.priority))
+            group.refresh("member added")
+            return group
 
-    async def remove_member(self, group_id: str, member_id: str, reason: str = "user_request") -> Group:
+    async def remove_member(self, group_id: str, member_id: str) -> Group:
+        async with self._changes:
+            return await self._remove_member(group_id, member_id, "user_request")
+
+    async def forget_server(self, server_id: str) -> None:
+        """A server is being deleted: it leaves every group it belongs to."""
+        async with self._changes:
+            for group, _ in list(self._by_member.get(server_id, [])):
+                with contextlib.suppress(GroupNotFoundError, GroupMemberNotFoundError):
+                    await self._remove_member(group.group_id, server_id, "server_deleted")
+
+    async def _remove_member(self, group_id: str, member_id: str, reason: str) -> Group:
         group = self.get(group_id)
         if group.member(member_id) is None:
             raise GroupMemberNotFoundError(group_id, member_id)
@@ -204,12 +220,6 @@ class GroupManager:
         group.refresh("member removed")
         return group
 
-    async def forget_server(self, server_id: str) -> None:
-        """A server is being deleted: it leaves every group it belongs to."""
-        for group, _ in list(self._by_member.get(server_id, [])):
-            with contextlib.suppress(GroupNotFoundError, GroupMemberNotFoundError):
-                await self.remove_member(group.group_id, server_id, reason="server_deleted")
-
     async def _save(self, group: Group, spec: GroupSpec) -> None:
         if group.source == "api":
             await self._store.save_group(group.group_id, group_to_dict(spec))
@@ -217,6 +227,8 @@ class GroupManager:
     async def rebalance(self, group_id: str) -> Group:
         """Check every member now, re-admit the ones that answer, reset the circuit and the strategy."""
         group = self.get(group_id)
+        group.reset_circuit()
+        group.reset_strategy()
         members = list(group.members)
         outcomes = await asyncio.gather(*(self._check(m) for m in members))
         for member, ok in zip(members, outcomes, strict=True):
@@ -224,8 +236,6 @@ class GroupManager:
                 member.healthy, member.consecutive_failures = True, 0
             elif ok is False:
                 member.healthy = False
-        group.reset_circuit()
-        group.reset_strategy()
         group.refresh("rebalance")
         return group
 

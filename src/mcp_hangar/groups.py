@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from .callers import Caller
+from .circuit import CircuitBreaker, CircuitState, Clock
 from .errors import (
     GroupCircuitOpenError,
     GroupUnavailableError,
@@ -41,7 +41,7 @@ from .events import (
     GroupMemberHealthChanged,
     GroupStateChanged,
 )
-from .group_config import CircuitBreakerSettings, GroupMemberSpec, GroupSpec
+from .group_config import GroupMemberSpec, GroupSpec
 from .models import State
 from .strategies import Strategy, make_strategy
 from .supervisor import ManagedServer
@@ -49,7 +49,6 @@ from .upstream.base import JsonObject
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], float]
 OUT_OF_ROTATION_STATES = frozenset({State.DEAD, State.DEGRADED})
 # Failures that never reached the upstream: always safe to try another member.
 NOT_REACHED = (McpServerStartError, McpServerUnavailableError)
@@ -62,12 +61,6 @@ class GroupState(StrEnum):
     PARTIAL = "partial"
     HEALTHY = "healthy"
     DEGRADED = "degraded"
-
-
-class CircuitState(StrEnum):
-    CLOSED = "closed"
-    OPEN = "open"
-    HALF_OPEN = "half_open"
 
 
 class Member:
@@ -111,41 +104,6 @@ class Member:
             "calls": self.calls,
             "failures": self.failures,
         }
-
-
-class CircuitBreaker:
-    """Closed -> open after ``failure_threshold`` failed calls in a row -> half-open after
-    ``reset_timeout_s``: one probe call goes through while the others are still refused."""
-
-    def __init__(self, settings: CircuitBreakerSettings, clock: Clock = time.monotonic) -> None:
-        self.settings = settings
-        self.clock = clock
-        self.state = CircuitState.CLOSED
-        self.failures = 0
-        self.opened_at = 0.0
-        self.probing = False
-
-    def admit(self) -> bool | None:
-        """None: refused. True: this call is the half-open probe. False: an ordinary call."""
-        if self.state == CircuitState.CLOSED:
-            return False
-        if self.state == CircuitState.OPEN:
-            if self.clock() - self.opened_at < self.settings.reset_timeout_s:
-                return None
-            self.state = CircuitState.HALF_OPEN
-        if self.probing:
-            return None
-        self.probing = True
-        return True
-
-    def retry_in(self) -> float:
-        return max(0.0, self.opened_at + self.settings.reset_timeout_s - self.clock())
-
-    def open(self) -> None:
-        self.state, self.opened_at, self.probing = CircuitState.OPEN, self.clock(), False
-
-    def close(self) -> None:
-        self.state, self.failures, self.probing = CircuitState.CLOSED, 0, False
 
 
 class Group:

@@ -23,7 +23,9 @@ from pydantic import ValidationError as PydanticValidationError
 
 from . import __version__
 from .config import LoadedConfig, ServerSpec, spec_to_dict, validate_server_id
+from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
+from .event_log import EventLog, SqliteEventLog
 from .events import (
     EventBus,
     McpServerDeregistered,
@@ -70,11 +72,15 @@ class Hangar:
         self.loaded = loaded
         self.data_dir = data_dir
         self.bus = bus or EventBus()
-        self.store = Store(data_dir / "hangar.db")
+        observability = loaded.config.observability
+        self.store = Store(data_dir / "hangar.db", history_retention=observability.history_retention)
         self.history = HistoryWriter(self.store, self.bus)
         self.reaper = Reaper()
         self.servers: dict[str, ManagedServer] = {}
         self.instance_id = f"{socket.gethostname()[:24]}-{secrets.token_hex(4)}"
+        # Every bus event, in order, for replay (the WebSocket stream's ``since``).
+        self.event_log: EventLog = SqliteEventLog(data_dir / "events.db", self.bus, produced_by=self.instance_id,
+                                                  max_events=observability.event_log_max_events)
         self.instance_label = instance_label(data_dir)  # stable for this data dir: owns its containers
         self.started_monotonic = time.monotonic()
         self.startup_complete = False
@@ -86,6 +92,8 @@ class Hangar:
         self.notification_listeners: list[Callable[[ManagedServer, JsonObject], None]] = []
         self._creating: set[str] = set()  # ids whose REST create is being saved
         self.groups = GroupManager(bus=self.bus, store=self.store, servers=self.servers, spawn=self._spawn)
+        # None when the config file has no `discovery:` block (its routes and tools then answer 404).
+        self.discovery = DiscoveryManager(self) if loaded.config.discovery is not None else None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -93,6 +101,7 @@ class Hangar:
         """Open the store, register every server, start the loops and ``auto_start`` servers."""
         self.reaper.start()
         await self.store.open()
+        await self.event_log.open()
         remembered = await self.store.load_tool_cache()
         for sid, spec in self.loaded.config.mcp_servers.items():
             self._register(sid, spec, "config", remembered.get(sid))
@@ -109,9 +118,12 @@ class Hangar:
             self._register(sid, spec, "api", remembered.get(sid))
         await self._remove_orphan_containers()
         await self.groups.start(self.loaded.config.groups)
+        if self.discovery is not None:
+            await self.discovery.start()
         self._tasks = [
             asyncio.create_task(self._ticker(), name="hangar-ticker"),
             asyncio.create_task(self.history.run(), name="hangar-history"),
+            asyncio.create_task(self.event_log.run(), name="hangar-event-log"),
         ]
         for server in self.servers.values():
             if server.spec.auto_start:
@@ -142,6 +154,8 @@ class Hangar:
         self.stopping = True
         for task in self._tasks:
             task.cancel()
+        if self.discovery is not None:
+            await self.discovery.aclose()
         await self.groups.aclose()
         stops = [s.stop("shutdown") for s in self.servers.values()]
         if stops:
@@ -156,6 +170,7 @@ class Hangar:
             with contextlib.suppress(BaseException):
                 await task
         await self.history.close()
+        await self.event_log.close()
         await self.store.close()
         await asyncio.to_thread(self.reaper.stop)
 
@@ -262,14 +277,23 @@ class Hangar:
                 await server.ensure_ready(explicit=True)
         return server, changed, restart and was_running
 
-    async def delete_server(self, server_id: str) -> None:
+    async def delete_server(self, server_id: str, reason: str = "deleted") -> None:
         server = self.get(server_id)
         await self.groups.forget_server(server_id)  # it leaves its groups first (GroupMemberRemoved)
-        await server.stop("deleted")
+        await server.stop(reason)
         if server.source == "api":
             await self.store.delete_server(server_id)
+        if server.source == "discovery" and self.discovery is not None:
+            await self.discovery.forget(server_id)
         self.servers.pop(server_id, None)
-        self.bus.publish(McpServerDeregistered(mcp_server_id=server_id, reason="deleted"))
+        self.bus.publish(McpServerDeregistered(mcp_server_id=server_id, reason=reason))
+
+    def register_discovered(self, server_id: str, spec: ServerSpec,
+                            tools: list[JsonObject] | None = None) -> ManagedServer:
+        """An approved discovered server joins the fleet, cold (``tools``: as seen by its health check)."""
+        if server_id in self.servers or server_id in self._creating or server_id in self.groups.groups:
+            raise ConflictError(f"MCP Server '{server_id}' already exists")
+        return self._register(server_id, spec, "discovery", tools)
 
     # ------------------------------------------------------------------ operations
 

@@ -213,6 +213,127 @@ class Store:
 
         return await self._run(work)
 
+    # ------------------------------------------------------------------ groups
+
+    # The table is created on first use, so that it needs no change to the shared schema above.
+    _GROUPS_TABLE = (
+        "CREATE TABLE IF NOT EXISTS groups (group_id TEXT PRIMARY KEY, spec TEXT NOT NULL, "
+        "created_at REAL NOT NULL, updated_at REAL NOT NULL)"
+    )
+
+    async def load_groups(self) -> dict[str, dict[str, Any]]:
+        """Groups created through REST, with their members."""
+
+        def work(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            c.execute(self._GROUPS_TABLE)
+            return c.execute("SELECT group_id, spec FROM groups ORDER BY created_at").fetchall()
+
+        out: dict[str, dict[str, Any]] = {}
+        for gid, spec in await self._run(work):
+            try:
+                out[gid] = json.loads(spec)
+            except ValueError:
+                log.error("saved group %r is unreadable and was skipped", gid)
+        return out
+
+    async def save_group(self, group_id: str, spec: dict[str, Any]) -> None:
+        now = time.time()
+        data = json.dumps(spec, separators=(",", ":"))
+
+        def work(c: sqlite3.Connection) -> None:
+            c.execute(self._GROUPS_TABLE)
+            c.execute(
+                "INSERT INTO groups (group_id, spec, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(group_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                (group_id, data, now, now))
+
+        await self._run(work)
+
+    async def delete_group(self, group_id: str) -> None:
+        def work(c: sqlite3.Connection) -> None:
+            c.execute(self._GROUPS_TABLE)
+            c.execute("DELETE FROM groups WHERE group_id = ?", (group_id,))
+
+        await self._run(work)
+
+    # ------------------------------------------------------------------ discovery
+
+    # Proposals and decisions (pending, quarantined, approved, rejected) by server name, and the sources
+    # registered through REST. Created on first use, like the groups table.
+    _DISCOVERY_TABLES = (
+        "CREATE TABLE IF NOT EXISTS discovery_records (name TEXT PRIMARY KEY, data TEXT NOT NULL, "
+        "updated_at REAL NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS discovery_sources (source_id TEXT PRIMARY KEY, spec TEXT NOT NULL, "
+        "created_at REAL NOT NULL, updated_at REAL NOT NULL)",
+    )
+
+    def _discovery_tables(self, c: sqlite3.Connection) -> None:
+        for ddl in self._DISCOVERY_TABLES:
+            c.execute(ddl)
+
+    async def load_discovery_records(self) -> list[dict[str, Any]]:
+        def work(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            self._discovery_tables(c)
+            return c.execute("SELECT name, data FROM discovery_records ORDER BY name").fetchall()
+
+        out = []
+        for name, data in await self._run(work):
+            try:
+                out.append(json.loads(data))
+            except ValueError:
+                log.error("saved discovery record %r is unreadable and was skipped", name)
+        return out
+
+    async def save_discovery_record(self, name: str, data: dict[str, Any]) -> None:
+        text = json.dumps(data, separators=(",", ":"))
+
+        def work(c: sqlite3.Connection) -> None:
+            self._discovery_tables(c)
+            c.execute("INSERT INTO discovery_records (name, data, updated_at) VALUES (?, ?, ?) "
+                      "ON CONFLICT(name) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at",
+                      (name, text, time.time()))
+
+        await self._run(work)
+
+    async def delete_discovery_record(self, name: str) -> None:
+        def work(c: sqlite3.Connection) -> None:
+            self._discovery_tables(c)
+            c.execute("DELETE FROM discovery_records WHERE name = ?", (name,))
+
+        await self._run(work)
+
+    async def load_discovery_sources(self) -> dict[str, dict[str, Any]]:
+        def work(c: sqlite3.Connection) -> list[tuple[str, str]]:
+            self._discovery_tables(c)
+            return c.execute("SELECT source_id, spec FROM discovery_sources ORDER BY created_at").fetchall()
+
+        out: dict[str, dict[str, Any]] = {}
+        for sid, spec in await self._run(work):
+            try:
+                out[sid] = json.loads(spec)
+            except ValueError:
+                log.error("saved discovery source %r is unreadable and was skipped", sid)
+        return out
+
+    async def save_discovery_source(self, source_id: str, spec: dict[str, Any]) -> None:
+        now = time.time()
+        text = json.dumps(spec, separators=(",", ":"))
+
+        def work(c: sqlite3.Connection) -> None:
+            self._discovery_tables(c)
+            c.execute("INSERT INTO discovery_sources (source_id, spec, created_at, updated_at) VALUES (?, ?, ?, ?) "
+                      "ON CONFLICT(source_id) DO UPDATE SET spec = excluded.spec, updated_at = excluded.updated_at",
+                      (source_id, text, now, now))
+
+        await self._run(work)
+
+    async def delete_discovery_source(self, source_id: str) -> None:
+        def work(c: sqlite3.Connection) -> None:
+            self._discovery_tables(c)
+            c.execute("DELETE FROM discovery_sources WHERE source_id = ?", (source_id,))
+
+        await self._run(work)
+
 
 class HistoryWriter:
     """Collects invocation events from the bus and writes them in batches."""

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import orjson
 
-from . import __version__
+from . import __version__, tracing
 from .callers import Caller, CallerRegistry
 from .config import ServerSpec, default_tools
 from .errors import (
@@ -54,7 +54,7 @@ GIVEN_UP_AFTER = 6  # consecutive failed starts or crashes before the reason bec
 HEALTH_TIMEOUT_S = 5.0
 REAP_WAIT_S = 3.0  # how long a stop waits for a crashed process group to be reaped
 
-Source = Literal["config", "api"]
+Source = Literal["config", "api", "discovery"]
 ToolsOrigin = Literal["live", "declared", "remembered", "unknown"]
 
 
@@ -110,6 +110,7 @@ class ManagedServer:
         self.started_at: float | None = None
         self.in_flight = 0
         self.logs: deque[LogLine] = deque(maxlen=LOG_RING_LINES)
+        self.log_listeners: list[Callable[[LogLine], None]] = []  # live followers (logs?follow=true)
         self.upstream: Upstream | None = None
         self._start_task: asyncio.Task[None] | None = None
         self._reaping: set[asyncio.Task[int | None]] = set()  # closes of upstreams that died on their own
@@ -177,7 +178,10 @@ class ManagedServer:
         }
 
     def record_log(self, line: str) -> None:
-        self.logs.append(LogLine(time.time(), line))
+        entry = LogLine(time.time(), line)
+        self.logs.append(entry)
+        for listener in self.log_listeners:
+            listener(entry)
 
     # ------------------------------------------------------------------ state
 
@@ -488,7 +492,11 @@ class ManagedServer:
             if meta:
                 params["_meta"] = meta
             async with self._slots:
-                result = await upstream.request("tools/call", params, self.spec.call_timeout_s)
+                if tracing.ENABLED:
+                    result = await tracing.upstream_call(self.server_id, upstream, "tools/call", params,
+                                                         self.spec.call_timeout_s)
+                else:
+                    result = await upstream.request("tools/call", params, self.spec.call_timeout_s)
         except HangarError as exc:
             self._record_failure(exc)
             self._bus.publish(ToolInvocationFailed(
@@ -548,7 +556,7 @@ class ManagedServer:
             self.consecutive_failures += 1
             self._bus.publish(HealthCheckFailed(
                 mcp_server_id=self.server_id, consecutive_failures=self.consecutive_failures,
-                error_message=exc.message))
+                error_message=exc.message, duration_ms=(time.monotonic() - began) * 1000))
             self._maybe_degrade(f"health check failed {self.consecutive_failures} times: {exc.message}")
             return False
         finally:

@@ -2,6 +2,9 @@
 
 It is rebuilt only when the fleet or a server's tools change (the event bus tells it), so listing is a
 copy of a prepared list and routing a call is one dictionary lookup.
+
+A group's tools are listed once, as ``<group_id><sep><tool>``; the tools of its members are not listed
+(they stay callable by their own names, and through ``hangar_call``).
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import orjson
 
 from ..events import (
     Event,
+    GroupCreated,
+    GroupDeleted,
+    GroupMemberAdded,
+    GroupMemberRemoved,
     McpServerDeregistered,
     McpServerRegistered,
     McpServerStarted,
@@ -35,7 +42,7 @@ MANAGEMENT = "hangar"  # the pseudo server id of the management tools
 
 @dataclass(frozen=True, slots=True)
 class ToolRoute:
-    server_id: str  # MANAGEMENT for hangar_* tools
+    server_id: str  # a server or group id; MANAGEMENT for hangar_* tools
     tool: str
 
 
@@ -63,7 +70,8 @@ class Catalog:
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, (McpServerRegistered, McpServerDeregistered, McpServerToolsChanged,
-                              McpServerStarted, McpServerUpdated)):
+                              McpServerStarted, McpServerUpdated, GroupCreated, GroupDeleted, GroupMemberAdded,
+                              GroupMemberRemoved)):
             self._dirty = True
             before = self.fingerprint
             self._rebuild()
@@ -81,6 +89,7 @@ class Catalog:
                 tools.append(tool)
                 routes[tool["name"]] = ToolRoute(MANAGEMENT, tool["name"])
         if settings.expose_upstream_tools:
+            grouped = self._hangar.groups.member_ids()
             for server in self._hangar.list_servers():
                 for tool in server.tools:
                     original = tool["name"]
@@ -90,6 +99,16 @@ class Catalog:
                         name = disambiguate(name, server.server_id, original)
                     routes[name] = ToolRoute(server.server_id, original)
                     reverse[(server.server_id, original)] = name
+                    if server.server_id not in grouped:
+                        tools.append({**tool, "name": name})
+            for group in self._hangar.groups.all():
+                for tool in group.tools():
+                    original = tool["name"]
+                    name = exposed_name(group.group_id, original, settings.tool_separator)
+                    if name in routes:
+                        name = disambiguate(name, group.group_id, original)
+                    routes[name] = ToolRoute(group.group_id, original)
+                    reverse[(group.group_id, original)] = name
                     tools.append({**tool, "name": name})
         self._tools, self._routes, self._reverse = tools, routes, reverse
         self._by_name = {t["name"]: t for t in tools}
@@ -116,12 +135,16 @@ class Catalog:
         return route
 
     def _guess(self, name: str) -> ToolRoute | None:
-        """Route ``<server><sep><tool>`` to a server whose tools are not known yet (it starts lazily)."""
+        """Route ``<server><sep><tool>`` to a server whose tools are not known yet (it starts lazily),
+        or ``<group><sep><tool>`` to a group none of whose members' tools are known yet."""
         sep = self._hangar.loaded.config.front.tool_separator
         server_id, found, tool = name.partition(sep)
         while found:
             server = self._hangar.servers.get(server_id)
             if server is not None and server.tools_origin == "unknown" and tool:
+                return ToolRoute(server_id, tool)
+            group = self._hangar.groups.groups.get(server_id)
+            if group is not None and tool and all(m.server.tools_origin == "unknown" for m in group.members):
                 return ToolRoute(server_id, tool)
             head, found, tool = tool.partition(sep)
             server_id = f"{server_id}{sep}{head}"

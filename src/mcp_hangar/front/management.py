@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from ..discovery.tools import DISCOVERY_TOOLS, discovery_handlers
 from ..errors import HangarError, ValidationError
 from ..models import State
 from ..views import server_detail, server_summary
@@ -57,7 +58,7 @@ MANAGEMENT_TOOLS: list[JsonObject] = [
                 "items": {
                     "type": "object",
                     "properties": {
-                        "mcp_server": {"type": "string"},
+                        "mcp_server": {"type": "string", "description": "MCP server id or group id"},
                         "tool": {"type": "string"},
                         "arguments": {"type": "object"},
                         "timeout": {"type": "number", "minimum": 0.1, "maximum": 300},
@@ -72,6 +73,10 @@ MANAGEMENT_TOOLS: list[JsonObject] = [
         ["calls"],
         read_only=False,
     ),
+    _tool("hangar_group_list", "List the server groups: state, strategy, circuit and every member's health."),
+    _tool("hangar_group_rebalance", "Re-check every member of a group, re-admit the recovered ones and reset its "
+          "circuit breaker.", {"group": {"type": "string", "description": "group id"}}, ["group"], read_only=False),
+    *DISCOVERY_TOOLS,
     _tool("hangar_whoami", "The identity this MCP session acts as."),
 ]
 
@@ -105,7 +110,10 @@ class Management:
             "hangar_details": self._details,
             "hangar_health": self._health,
             "hangar_call": self._call,
+            "hangar_group_list": self._group_list,
+            "hangar_group_rebalance": self._group_rebalance,
             "hangar_whoami": self._whoami,
+            **discovery_handlers(hangar),
         }
 
     async def call(self, name: str, arguments: JsonObject) -> JsonObject:
@@ -157,6 +165,16 @@ class Management:
 
     async def _health(self, _: JsonObject) -> JsonObject:
         return {"mcp_servers": [s.health() for s in self.hangar.list_servers()]}
+
+    async def _group_list(self, _: JsonObject) -> JsonObject:
+        return {"groups": [g.view() for g in self.hangar.groups.all()]}
+
+    async def _group_rebalance(self, args: JsonObject) -> JsonObject:
+        group_id = args.get("group")
+        if not isinstance(group_id, str) or not group_id:
+            raise ValidationError("argument 'group' (a group id) is required")
+        group = await self.hangar.groups.rebalance(group_id)
+        return {"status": "rebalanced", "group_id": group_id, "group": group.view()}
 
     async def _whoami(self, _: JsonObject) -> JsonObject:
         return {"authenticated": False, "principal": None, "auth_enabled": False}

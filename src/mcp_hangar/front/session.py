@@ -17,12 +17,13 @@ import contextlib
 import contextvars
 import itertools
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from .. import __version__
+from .. import __version__, tracing
 from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
@@ -117,6 +118,7 @@ class Front:
         self.management = Management(hangar)
         self.features = Features(hangar)
         self.sessions: set[FrontSession] = set()
+        self.sessions_opened: Counter[tuple[str, str]] = Counter()  # (era, transport), for metrics
         self.catalog.on_change(self._tools_changed)
         self.listeners: set[Callable[[JsonObject], None]] = set()  # open subscriptions/listen streams
         hangar.notification_listeners.append(self._on_upstream_notification)
@@ -204,6 +206,7 @@ class FrontSession:
         self.in_flight: dict[Any, asyncio.Task[Any]] = {}
         self._outgoing: dict[str, asyncio.Future[JsonObject]] = {}  # our requests to the client
         self._outgoing_ids = itertools.count(1)
+        self._counted = False  # in front.sessions_opened, once its era is known
         if notify is not None:
             front.sessions.add(self)
 
@@ -284,7 +287,11 @@ class FrontSession:
         self.request_headers = headers if self.transport == "http" and self.era != "legacy" else None
         self._request_id = request_id
         try:
-            result = await self._dispatch(method, params or {}, message, headers)
+            if tracing.ENABLED:
+                with tracing.front_span(method, params or {}, headers):
+                    result = await self._dispatch(method, params or {}, message, headers)
+            else:
+                result = await self._dispatch(method, params or {}, message, headers)
         except RpcError as exc:
             return error_response(request_id, exc.code, exc.message, exc.data)
         except asyncio.CancelledError:
@@ -333,6 +340,9 @@ class FrontSession:
     async def _dispatch(self, method: str, params: JsonObject, message: JsonObject,
                         headers: Mapping[str, str] | None) -> JsonObject:
         era = self._classify(method, params, message, headers)
+        if not self._counted:
+            self._counted = True
+            self.front.sessions_opened[(era, self.transport)] += 1
         if era == "legacy":
             result = await self._legacy(method, params)
         else:
@@ -524,7 +534,7 @@ class FrontSession:
             return await self.front.management.call(route.tool, arguments or {})
         meta = params.get("_meta")
         try:
-            server = self.hangar.get(route.server_id)
+            server = self.hangar.target(route.server_id)  # a server, or a group served by its strategy
             extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")}
             caller = self._caller(meta)
 
@@ -533,6 +543,10 @@ class FrontSession:
                 return await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta),
                                               caller=caller, extra=fields or None)
 
+            if tracing.ENABLED:
+                with tracing.route_span(name, route.server_id, route.tool, server is not self.hangar.servers.get(
+                        route.server_id)):
+                    return await self._resolve_inputs(await call(None), call, caller)
             return await self._resolve_inputs(await call(None), call, caller)
         except UpstreamRpcError as exc:
             raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import orjson
 
+from .. import tracing
 from ..errors import (
     McpServerStartError,
     UpstreamCrashedError,
@@ -238,6 +239,8 @@ class RemoteUpstream:
         if sent is not None:
             body["params"] = sent
         headers = {**self._request_headers(method, params, modern), "content-type": "application/json"}
+        if tracing.ENABLED:
+            tracing.inject_headers(headers)
         try:
             async with self._client.stream("POST", self.endpoint, content=orjson.dumps(body),
                                            headers=headers) as response:

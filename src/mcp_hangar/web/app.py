@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.datastructures import Headers
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -20,8 +20,11 @@ from ..front.http import McpHttpEndpoint
 from ..front.session import Front
 from ..hangar import Hangar
 from ..metrics import Metrics
-from . import servers, system
+from . import discovery, groups, servers, system
 from .errors import PayloadTooLargeError, envelope, install_error_handlers
+from .log_follow import LogFollowers
+from .ws import PATH as EVENTS_PATH
+from .ws import EventStream, add_shutdown_hook
 
 
 class TrailingSlashMiddleware:
@@ -161,9 +164,20 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
                                    include_in_schema=False))
     install_error_handlers(app)
     app.include_router(servers.router)
+    app.include_router(groups.router)
     app.include_router(system.router)
+    discovery.install(app)
     app.add_middleware(ApiBodyLimitMiddleware)
     origins = _env_list("MCP_CORS_ORIGINS")
+    # Observability streams: the WebSocket event stream and log follow streams end at the first signal.
+    metrics.observe_front(front)
+    events = EventStream(hangar.event_log, metrics, hangar.loaded.config.observability,
+                         produced_by=hangar.instance_id, allowed_origins=origins)
+    app.router.routes.append(WebSocketRoute(EVENTS_PATH, events.endpoint))
+    app.state.events = events
+    app.state.log_followers = LogFollowers(hangar)
+    add_shutdown_hook(app.state, events.close_all)
+    add_shutdown_hook(app.state, app.state.log_followers.close_all)
     app.add_middleware(
         EnvelopeCORSMiddleware,
         allow_origins=origins,

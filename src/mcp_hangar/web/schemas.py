@@ -126,7 +126,7 @@ class ServerSummary(BaseModel):
     mcp_server_id: str
     state: str
     mode: str
-    source: Literal["config", "api"]
+    source: Literal["config", "api", "discovery"]
     alive: bool
     description: str
     tools_count: int

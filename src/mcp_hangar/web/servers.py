@@ -13,6 +13,7 @@ from ..errors import ValidationError
 from ..hangar import Hangar, parse_spec
 from ..models import State
 from ..views import server_detail, server_summary
+from .log_follow import log_entry
 from .schemas import (
     CreateResult,
     CreateServerRequest,
@@ -150,14 +151,18 @@ async def get_health(request: Request, server_id: ServerId) -> dict[str, Any]:
 
 
 @router.get("/{server_id}/logs", response_model=LogList, responses=ERRORS,
-            summary="Get buffered log lines, newest last")
+            summary="Get buffered log lines, newest last",
+            description="With `?follow=true` the answer is a Server-Sent Events stream: the newest `lines` "
+                        "lines, then every new line as it arrives (see docs/observability.md).")
 async def get_logs(
-    request: Request, server_id: ServerId, lines: Annotated[int, Query(ge=1, le=1000)] = 100
-) -> dict[str, Any]:
+    request: Request, server_id: ServerId, lines: Annotated[int, Query(ge=1, le=1000)] = 100,
+    # Not in the OpenAPI document: an endless stream cannot be described (or fuzzed) as a JSON answer.
+    follow: Annotated[bool, Query(include_in_schema=False)] = False,
+) -> Any:
     server = hangar_of(request).get(server_id)
-    tail = list(server.logs)[-lines:]
-    logs = [{"mcp_server_id": server_id, "stream": ln.stream, "content": ln.content,
-             "recorded_at": ln.recorded_at} for ln in tail]
+    if follow:
+        return request.app.state.log_followers.response(server, lines)
+    logs = [log_entry(server_id, ln) for ln in list(server.logs)[-lines:]]
     return {"mcp_server_id": server_id, "logs": logs, "count": len(logs)}
 
 

@@ -1,0 +1,75 @@
+"""Discovery's domain events. Defining them registers them with the bus's event registry, so the
+WebSocket stream, metrics and the event log see them like any other event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..events import Event, McpServerEvent
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerDiscovered(McpServerEvent):
+    source_id: str
+    source_type: str
+    status: str  # pending, quarantined, approved (auto_register)
+    fingerprint: str
+    origin: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerDiscoveryLost(McpServerEvent):
+    source_id: str
+    status: str  # what it was when it vanished
+    action: str  # dropped (pending/quarantined), kept (additive), removal_scheduled (authoritative)
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerDiscoveryConfigChanged(McpServerEvent):
+    source_id: str
+    old_fingerprint: str
+    new_fingerprint: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerQuarantined(McpServerEvent):
+    source_id: str
+    reason: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerApproved(McpServerEvent):
+    source_id: str
+    automatic: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerRejected(McpServerEvent):
+    source_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class McpServerDiscoveryRefused(McpServerEvent):
+    """A discovered server was not proposed: over a limit, or its id is taken."""
+
+    source_id: str
+    reason: str  # max_servers_per_source, max_registrations_per_minute, conflict, health_check_failed
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoveryCycleCompleted(Event):
+    source_id: str
+    source_type: str
+    found: int
+    duration_ms: float
+    trigger: str  # interval, event, request, startup
+    error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DiscoverySourceHealthChanged(Event):
+    source_id: str
+    source_type: str
+    is_healthy: bool
+    error_message: str | None = None

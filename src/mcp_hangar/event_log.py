@@ -1,0 +1,353 @@
+"""The durable event log: every event of the bus, appended in order, kept for replay.
+
+Each event gets a global ``position`` (1, 2, 3, ... over the whole log) and a ``version`` within its
+stream (``mcp_server:<id>``, ``mcp_server_group:<id>``, or ``hangar`` for the rest), both assigned
+synchronously by the bus listener, in publish order. The listener does nothing else on the
+publisher's path: rows are serialized and written in batches by a background task on a worker
+thread, and the oldest events beyond ``max_events`` are pruned there too.
+
+Because positions are assigned inline, a reader that notes ``log.position`` and starts listening in
+the same step of the event loop knows exactly where stored events end and live ones begin: the
+WebSocket replay (``since``) has no gap and no duplicate. Live consumers attach with ``add_tap`` and
+receive ``(position, event)`` right after the event is stamped.
+
+``EventLog`` holds the backend-independent part (stamping, buffering, taps, the writer loop);
+``SqliteEventLog`` stores it in SQLite (WAL) in ``events.db`` under the data directory. Snapshots
+and compaction of a stream (``snapshots`` table, ``compact_stream`` raising ``CompactionError``)
+belong here as further methods of ``EventLog`` backed by each implementation.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from .errors import StoreError
+from .events import Event, EventBus
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+Tap = Callable[[int, Event], None]
+MAX_PENDING = 200_000  # events waiting for the disk; beyond this the oldest are not written (and counted)
+
+
+def stream_of(event: Event) -> str:
+    """The stream an event belongs to."""
+    server = getattr(event, "mcp_server_id", None)
+    if isinstance(server, str):
+        return f"mcp_server:{server}"
+    group = getattr(event, "group_id", None)
+    if isinstance(group, str):
+        return f"mcp_server_group:{group}"
+    return "hangar"
+
+
+def event_json(event: Event, produced_by: str) -> bytes:
+    """The event as its JSON object: ``event_type``, the fields in order, then ``produced_by``
+    (what ``to_dict`` gives, serialized by orjson's dataclass support at a fraction of the cost)."""
+    body = orjson.dumps(event, default=str)
+    return (b'{"event_type":' + orjson.dumps(event.event_type) + b"," + body[1:-1] + b',"produced_by":'
+            + orjson.dumps(produced_by) + b"}")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    position: int
+    stream_id: str
+    version: int
+    event_type: str
+    event_id: str
+    occurred_at: float
+    data: dict[str, Any]  # the event's dict (``event_type``, ``event_id``, ``occurred_at``, fields, ``produced_by``)
+
+
+# (position, stream id, stream version, event): a plain tuple, the cheapest thing to build per event.
+_Pending = tuple[int, str, int, Event]
+
+
+class EventLog(abc.ABC):
+    """Stamps, fans out and persists every event of ``bus``. Open with ``open()``, run ``run()`` as a
+    background task, and ``close()`` at the end (a final flush)."""
+
+    def __init__(self, bus: EventBus, *, max_events: int = 100_000, produced_by: str = "",
+                 interval: float = 0.25, batch: int = 2000) -> None:
+        self.max_events = max_events
+        self.produced_by = produced_by
+        self.position = 0  # of the last event stamped
+        self.dropped = 0  # events never written because the disk fell too far behind
+        self._bus = bus
+        self._interval = interval
+        self._batch = batch
+        self._versions: dict[str, int] = {}
+        self._early: list[Event] = []  # published before open(): stamped once positions are known
+        self._pending: deque[_Pending] = deque()
+        self._taps: list[Tap] = []
+        self._opened = False
+        self._wake = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._written_since_prune = 0
+        bus.add_listener(self._on_event)
+
+    # ------------------------------------------------------------------ the publisher's path
+
+    def _on_event(self, event: Event) -> None:
+        if not self._opened:
+            self._early.append(event)
+            return
+        self._stamp(event)
+
+    def _stamp(self, event: Event) -> None:
+        self.position = position = self.position + 1
+        server = getattr(event, "mcp_server_id", None)
+        stream = f"mcp_server:{server}" if server.__class__ is str else stream_of(event)
+        versions = self._versions
+        version = versions[stream] = versions.get(stream, 0) + 1
+        pending = self._pending
+        pending.append((position, stream, version, event))
+        if len(pending) >= self._batch:
+            if len(pending) > MAX_PENDING:
+                pending.popleft()
+                self.dropped += 1
+            self._wake.set()
+        if self._taps:
+            for tap in self._taps:
+                try:
+                    tap(position, event)
+                except Exception:  # a broken consumer must never break the publisher
+                    log.exception("event log tap failed")
+
+    def add_tap(self, tap: Tap) -> None:
+        """Call ``tap(position, event)`` for every event from now on, inline: it must be cheap."""
+        self._taps.append(tap)
+
+    def remove_tap(self, tap: Tap) -> None:
+        with contextlib.suppress(ValueError):
+            self._taps.remove(tap)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        position, versions = await self._open_storage()
+        self.position = max(self.position, position)
+        self._versions = {**versions, **self._versions}
+        self._opened = True
+        early, self._early = self._early, []
+        for event in early:
+            self._stamp(event)
+
+    async def run(self) -> None:
+        """Write batches until cancelled; the final flush happens in ``close``."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+            self._wake.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every event stamped so far (and prune when due)."""
+        async with self._flush_lock:
+            batch, self._pending = list(self._pending), deque()
+            if not batch:
+                return
+            self._written_since_prune += len(batch)
+            prune_below = 0
+            if self._written_since_prune >= max(100, self.max_events // 10):
+                self._written_since_prune = 0
+                prune_below = batch[-1][0] - self.max_events + 1
+            try:
+                await self._write(batch, prune_below)
+            except StoreError:
+                log.exception("could not write %d events to the event log", len(batch))
+
+    async def close(self) -> None:
+        self._bus.remove_listener(self._on_event)
+        if self._opened:
+            await self.flush()
+            await self._close_storage()
+
+    def _row(self, item: _Pending) -> tuple[int, str, int, str, str, float, str]:
+        """One stored row (run on the writer's thread: events are immutable)."""
+        position, stream, version, event = item
+        return (position, stream, version, event.event_type, event.event_id, event.occurred_at,
+                event_json(event, self.produced_by).decode())
+
+    # ------------------------------------------------------------------ storage (one per backend)
+
+    @abc.abstractmethod
+    async def _open_storage(self) -> tuple[int, dict[str, int]]:
+        """Open; return the last stored position and every stream's last version."""
+
+    @abc.abstractmethod
+    async def _close_storage(self) -> None: ...
+
+    @abc.abstractmethod
+    async def _write(self, batch: list[_Pending], prune_below: int) -> None:
+        """Store ``batch``; then delete events whose position is below ``prune_below`` (when > 0)."""
+
+    @abc.abstractmethod
+    async def read(self, after: int, up_to: int, limit: int = 500) -> list[StoredEvent]:
+        """Stored events with ``after < position <= up_to``, oldest first, at most ``limit``."""
+
+    @abc.abstractmethod
+    async def read_stream(self, stream_id: str, after_version: int = 0, limit: int = 500) -> list[StoredEvent]:
+        """One stream's stored events after ``after_version``, oldest first."""
+
+    @abc.abstractmethod
+    async def position_of(self, event_id: str) -> int | None:
+        """The position of a stored event, or None when it is unknown or pruned."""
+
+    @abc.abstractmethod
+    async def position_before(self, timestamp: float) -> int:
+        """The position after which every stored event occurred later than ``timestamp``."""
+
+    @abc.abstractmethod
+    async def bounds(self) -> tuple[int, int, int]:
+        """(oldest stored position, newest stored position, number stored); zeros when empty."""
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    global_position INTEGER PRIMARY KEY,
+    stream_id TEXT NOT NULL,
+    stream_version INTEGER NOT NULL,
+    event_type TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    occurred_at REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_stream ON events (stream_id, stream_version);
+CREATE INDEX IF NOT EXISTS events_by_id ON events (event_id);
+CREATE TABLE IF NOT EXISTS streams (
+    stream_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+);
+"""
+
+_COLUMNS = "global_position, stream_id, stream_version, event_type, event_id, occurred_at, data"
+
+
+def _stored(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]))
+
+
+class SqliteEventLog(EventLog):
+    """The event log in one SQLite file (WAL), with its own connection used from worker threads."""
+
+    def __init__(self, path: Path, bus: EventBus, **kwargs: Any) -> None:
+        super().__init__(bus, **kwargs)
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def _open_storage(self) -> tuple[int, dict[str, int]]:
+        return await asyncio.to_thread(self._open_sync)
+
+    def _open_sync(self) -> tuple[int, dict[str, int]]:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.executescript(SCHEMA)
+            last = conn.execute("SELECT MAX(global_position) FROM events").fetchone()[0] or 0
+            versions = dict(conn.execute("SELECT stream_id, version FROM streams").fetchall())
+            # The streams table is written in the same transaction as the events, but take the
+            # larger of the two in case it is older than the rows (a version must never repeat).
+            for stream, version in conn.execute(
+                    "SELECT stream_id, MAX(stream_version) FROM events GROUP BY stream_id").fetchall():
+                versions[stream] = max(version, versions.get(stream, 0))
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open the event log {self.path}: {exc}") from None
+        self._conn = conn
+        return int(last), versions
+
+    async def _close_storage(self) -> None:
+        def work() -> None:
+            with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.close()
+
+        await asyncio.to_thread(work)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def work() -> T:
+            with self._lock:
+                conn = self._conn
+                if conn is None:
+                    raise StoreError("the event log is closed")
+                try:
+                    return fn(conn)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"event log error: {exc}") from None
+
+        return await asyncio.to_thread(work)
+
+    async def _write(self, batch: list[_Pending], prune_below: int) -> None:
+        def work(c: sqlite3.Connection) -> None:
+            rows = [self._row(item) for item in batch]
+            last: dict[str, int] = {}
+            for _, stream, version, _ in batch:
+                last[stream] = version
+            now = time.time()
+            c.execute("BEGIN")
+            try:
+                c.executemany(f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                c.executemany(
+                    "INSERT INTO streams (stream_id, version, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT(stream_id) DO UPDATE SET version = MAX(version, excluded.version), "
+                    "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
+                if prune_below > 0:
+                    c.execute("DELETE FROM events WHERE global_position < ?", (prune_below,))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._run(work)
+
+    async def read(self, after: int, up_to: int, limit: int = 500) -> list[StoredEvent]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE global_position > ? AND global_position <= ? "
+            "ORDER BY global_position LIMIT ?", (after, up_to, limit)).fetchall())
+        return [_stored(r) for r in rows]
+
+    async def read_stream(self, stream_id: str, after_version: int = 0, limit: int = 500) -> list[StoredEvent]:
+        rows = await self._run(lambda c: c.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? "
+            "ORDER BY stream_version LIMIT ?", (stream_id, after_version, limit)).fetchall())
+        return [_stored(r) for r in rows]
+
+    async def position_of(self, event_id: str) -> int | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT global_position FROM events WHERE event_id = ?", (event_id,)).fetchone())
+        return int(row[0]) if row else None
+
+    async def position_before(self, timestamp: float) -> int:
+        # Positions follow publish order and timestamps are taken just before publishing, so the
+        # first event later than ``timestamp`` marks the boundary.
+        row = await self._run(lambda c: c.execute(
+            "SELECT MIN(global_position) FROM events WHERE occurred_at > ?", (timestamp,)).fetchone())
+        if row is None or row[0] is None:
+            return self.position
+        return int(row[0]) - 1
+
+    async def bounds(self) -> tuple[int, int, int]:
+        row = await self._run(lambda c: c.execute(
+            "SELECT MIN(global_position), MAX(global_position), COUNT(*) FROM events").fetchone())
+        return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))

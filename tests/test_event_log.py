@@ -1,0 +1,138 @@
+"""The durable event log: every bus event stored in order with a global position and a per-stream
+version, bounded by its retention, readable after a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mcp_hangar.event_log import SqliteEventLog, stream_of
+from mcp_hangar.events import (
+    EventBus,
+    GroupStateChanged,
+    HealthCheckPassed,
+    McpServerStateChanged,
+    ToolInvocationCompleted,
+)
+
+
+def state(server: str, new: str = "ready") -> McpServerStateChanged:
+    return McpServerStateChanged(mcp_server_id=server, old_state="cold", new_state=new)
+
+
+async def opened(path: Path, bus: EventBus | None = None, **kwargs: int) -> SqliteEventLog:
+    log = SqliteEventLog(path, bus or EventBus(), produced_by="test-1", **kwargs)
+    await log.open()
+    return log
+
+
+async def test_every_event_gets_the_next_position_and_its_stream_version(tmp_path: Path) -> None:
+    bus = EventBus()
+    log = await opened(tmp_path / "events.db", bus)
+    events = [state("a"), state("b"), HealthCheckPassed(mcp_server_id="a", duration_ms=1.0),
+              GroupStateChanged(group_id="g", old_state="inactive", new_state="healthy", healthy_count=1)]
+    for event in events:
+        bus.publish(event)
+    assert log.position == 4
+    await log.flush()
+    stored = await log.read(0, log.position)
+    assert [s.position for s in stored] == [1, 2, 3, 4]
+    assert [(s.stream_id, s.version) for s in stored] == [
+        ("mcp_server:a", 1), ("mcp_server:b", 1), ("mcp_server:a", 2), ("mcp_server_group:g", 1)]
+    assert stored[0].data == {**events[0].to_dict(), "produced_by": "test-1"}
+    assert [s.event_id for s in await log.read_stream("mcp_server:a")] == [events[0].event_id, events[2].event_id]
+    await log.close()
+
+
+async def test_taps_see_each_event_with_its_position_as_it_is_published(tmp_path: Path) -> None:
+    bus = EventBus()
+    log = await opened(tmp_path / "events.db", bus)
+    seen: list[tuple[int, str]] = []
+    log.add_tap(lambda position, event: seen.append((position, event.event_id)))
+    first, second = state("a"), state("a", "dead")
+    bus.publish(first)
+    bus.publish(second)
+    assert seen == [(1, first.event_id), (2, second.event_id)]
+    await log.close()
+
+
+async def test_positions_and_versions_continue_after_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    bus = EventBus()
+    log = await opened(path, bus)
+    for _ in range(3):
+        bus.publish(state("a"))
+    await log.close()
+    bus2 = EventBus()
+    again = await opened(path, bus2)
+    bus2.publish(state("a"))
+    await again.flush()
+    last = (await again.read(3, 4))[0]
+    assert (last.position, last.stream_id, last.version) == (4, "mcp_server:a", 4)
+    await again.close()
+
+
+async def test_events_published_before_open_are_kept_in_order(tmp_path: Path) -> None:
+    bus = EventBus()
+    log = SqliteEventLog(tmp_path / "events.db", bus)
+    early = state("a")
+    bus.publish(early)
+    await log.open()
+    bus.publish(state("b"))
+    await log.flush()
+    stored = await log.read(0, 10)
+    assert stored[0].event_id == early.event_id
+    assert [s.position for s in stored] == [1, 2]
+    await log.close()
+
+
+async def test_retention_keeps_the_newest_events_and_prunes_in_the_background(tmp_path: Path) -> None:
+    bus = EventBus()
+    log = await opened(tmp_path / "events.db", bus, max_events=100)
+    for i in range(1000):
+        bus.publish(ToolInvocationCompleted(mcp_server_id="a", tool_name="t", correlation_id=str(i),
+                                            duration_ms=1.0, result_size_bytes=1))
+        if i % 50 == 49:
+            await log.flush()
+    await log.flush()
+    oldest, newest, count = await log.bounds()
+    assert newest == 1000
+    assert count <= 200  # pruned every max_events/10 writes (at least every 100), to the newest 100
+    assert oldest >= 1000 - 200 + 1
+    assert (await log.read(newest - 1, newest))[0].data["correlation_id"] == "999"
+    await log.close()
+
+
+async def test_event_ids_and_times_map_to_positions(tmp_path: Path) -> None:
+    bus = EventBus()
+    log = await opened(tmp_path / "events.db", bus)
+    events = [McpServerStateChanged(mcp_server_id="a", old_state="cold", new_state="ready", occurred_at=100.0 + i)
+              for i in range(5)]
+    for event in events:
+        bus.publish(event)
+    await log.flush()
+    assert await log.position_of(events[2].event_id) == 3
+    assert await log.position_of("no-such-id") is None
+    assert await log.position_before(102.0) == 3  # events at 103 and 104 come after
+    assert await log.position_before(50.0) == 0
+    assert await log.position_before(999.0) == log.position
+    await log.close()
+
+
+def test_streams_are_named_after_what_the_event_is_about() -> None:
+    assert stream_of(state("math")) == "mcp_server:math"
+    assert stream_of(GroupStateChanged(group_id="pool", old_state="a", new_state="b", healthy_count=0)) \
+        == "mcp_server_group:pool"
+
+
+async def test_hangar_writes_its_events_to_events_db_in_the_data_dir(hangar_factory, tmp_path: Path) -> None:
+    from conftest import raw_server
+
+    hangar = await hangar_factory({"s": raw_server()}, data_dir=tmp_path / "d")
+    await hangar.start_server("s")
+    await hangar.event_log.flush()
+    assert (tmp_path / "d" / "events.db").exists()
+    stored = await hangar.event_log.read(0, hangar.event_log.position)
+    types = [s.event_type for s in stored]
+    assert types[0] == "McpServerRegistered"
+    assert "McpServerStarted" in types
+    assert all(s.data["produced_by"] == hangar.instance_id for s in stored)
