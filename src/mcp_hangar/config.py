@@ -321,6 +321,16 @@ class HangarConfig(_Strict):
         return {} if value is None else value
 
 
+def format_validation_error(exc: PydanticValidationError) -> str:
+    """A pydantic error as one line: ``where: what; where: what``."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
 def validate_server_id(server_id: str) -> None:
     if not SERVER_ID_RE.match(server_id):
         raise ValueError(

@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +35,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus
+from .sqlite import SqliteAccess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -244,14 +244,15 @@ def _stored(row: tuple[Any, ...]) -> StoredEvent:
     return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]))
 
 
-class SqliteEventLog(EventLog):
+class SqliteEventLog(SqliteAccess, EventLog):
     """The event log in one SQLite file (WAL), with its own connection used from worker threads."""
 
+    _label = "event log"
+
     def __init__(self, path: Path, bus: EventBus, **kwargs: Any) -> None:
-        super().__init__(bus, **kwargs)
+        SqliteAccess.__init__(self)
+        EventLog.__init__(self, bus, **kwargs)
         self.path = path
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
 
     async def _open_storage(self) -> tuple[int, dict[str, int]]:
         return await asyncio.to_thread(self._open_sync)
@@ -277,26 +278,7 @@ class SqliteEventLog(EventLog):
         return int(last), versions
 
     async def _close_storage(self) -> None:
-        def work() -> None:
-            with self._lock:
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    conn.close()
-
-        await asyncio.to_thread(work)
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def work() -> T:
-            with self._lock:
-                conn = self._conn
-                if conn is None:
-                    raise StoreError("the event log is closed")
-                try:
-                    return fn(conn)
-                except sqlite3.Error as exc:
-                    raise StoreError(f"event log error: {exc}") from None
-
-        return await asyncio.to_thread(work)
+        await self._close_connection()
 
     async def _write(self, batch: list[_Pending], prune_below: int) -> None:
         def work(c: sqlite3.Connection) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from . import __version__
-from .config import LoadedConfig, ServerSpec, spec_to_dict, validate_server_id
+from .config import LoadedConfig, ServerSpec, format_validation_error, spec_to_dict, validate_server_id
 from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
 from .event_log import EventLog, SqliteEventLog
@@ -47,15 +47,6 @@ log = logging.getLogger(__name__)
 
 TICK_S = 1.0  # how often idle and health deadlines are checked
 SHUTDOWN_BUDGET_S = 4.0
-
-
-def format_validation_error(exc: PydanticValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
 
 
 def parse_spec(data: dict[str, Any]) -> ServerSpec:

@@ -13,9 +13,7 @@ import contextlib
 import json
 import logging
 import sqlite3
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,6 +21,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
+from .sqlite import SqliteAccess
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,14 +54,15 @@ CREATE INDEX IF NOT EXISTS invocations_by_server ON invocations (server_id, posi
 """
 
 
-class Store:
+class Store(SqliteAccess):
+    _label = "state database"
+
     """SQLite-backed store. Open with ``open()``; all async methods are safe to call concurrently."""
 
     def __init__(self, path: Path, history_retention: int = 10_000) -> None:
         self.path = path
         self.history_retention = history_retention
-        self._conn: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        super().__init__()
 
     async def open(self) -> None:
         await asyncio.to_thread(self._open_sync)
@@ -80,27 +80,7 @@ class Store:
         self._conn = conn
 
     async def close(self) -> None:
-        def work() -> None:
-            # Under the lock: a write still running on a worker thread finishes before the close.
-            with self._lock:
-                conn, self._conn = self._conn, None
-                if conn is not None:
-                    conn.close()
-
-        await asyncio.to_thread(work)
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def work() -> T:
-            with self._lock:
-                conn = self._conn
-                if conn is None:
-                    raise StoreError("the state database is closed")
-                try:
-                    return fn(conn)
-                except sqlite3.Error as exc:
-                    raise StoreError(f"state database error: {exc}") from None
-
-        return await asyncio.to_thread(work)
+        await self._close_connection()
 
     async def healthy(self) -> bool:
         try:

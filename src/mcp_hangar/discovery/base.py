@@ -16,7 +16,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import ValidationError as PydanticValidationError
 
-from ..config import ServerSpec, spec_to_dict, validate_server_id
+from ..config import ServerSpec, format_validation_error, spec_to_dict, validate_server_id
 
 WATCHING = "watching"  # the first hint of every watch(): changes from now on are seen
 
@@ -63,13 +63,7 @@ def fingerprint(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def format_pydantic(exc: PydanticValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}" if where else msg)
-    return "; ".join(parts)
+format_pydantic = format_validation_error
 
 
 def discovered_from_dict(

@@ -1,0 +1,48 @@
+"""One SQLite connection used from worker threads, shared by the state store and the event log.
+
+Every statement runs on a worker thread (``asyncio.to_thread``) under one lock, so the event loop
+never waits on the disk and a close never races a write that is still running."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
+from .errors import StoreError
+
+T = TypeVar("T")
+
+
+class SqliteAccess:
+    """Mixin: ``_conn`` is opened by the subclass; ``_run`` and ``_close_connection`` use it safely."""
+
+    _label = "database"
+
+    def __init__(self) -> None:
+        self._conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+
+    async def _close_connection(self) -> None:
+        def work() -> None:
+            with self._lock:
+                conn, self._conn = self._conn, None
+                if conn is not None:
+                    conn.close()
+
+        await asyncio.to_thread(work)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def work() -> T:
+            with self._lock:
+                conn = self._conn
+                if conn is None:
+                    raise StoreError(f"the {self._label} is closed")
+                try:
+                    return fn(conn)
+                except sqlite3.Error as exc:
+                    raise StoreError(f"{self._label} error: {exc}") from None
+
+        return await asyncio.to_thread(work)
