@@ -1,0 +1,161 @@
+"""Lean benchmark clients: raw JSON lines over a pipe, and HTTP with keep-alive (httpx)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import httpx
+
+MODERN = "2026-07-28"
+LEGACY = "2025-06-18"
+ACCEPT = "application/json, text/event-stream"
+META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def _ok(msg: dict[str, Any]) -> bool:
+    result = msg.get("result")
+    return isinstance(result, dict) and not result.get("isError")
+
+
+class StdioClient:
+    """One MCP client over a child's stdin/stdout: JSON lines, requests multiplexed by id."""
+
+    def __init__(self, argv: list[str], stderr_path: Path, tool: str) -> None:
+        self.argv, self.stderr_path, self.tool = argv, stderr_path, tool
+        self.proc: asyncio.subprocess.Process | None = None
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._next = 0
+        self._reader: asyncio.Task[None] | None = None
+        self._stderr: BinaryIO | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    async def start(self) -> None:
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = await asyncio.create_subprocess_exec(
+            *self.argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self._stderr,
+            limit=64 * 1024 * 1024)
+        self._reader = asyncio.create_task(self._read())
+        init = await self.request("initialize", {"protocolVersion": LEGACY, "capabilities": {},
+                                                 "clientInfo": {"name": "bench", "version": "1"}}, timeout=60)
+        if "result" not in init:
+            raise RuntimeError(f"initialize failed: {init}")
+        self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(msg).encode() + b"\n")
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        while line := await self.proc.stdout.readline():
+            msg = json.loads(line)
+            rid = msg.get("id")
+            if "method" in msg:
+                if rid is not None:  # a server-to-client request: refuse it, never leave it hanging
+                    self._send({"jsonrpc": "2.0", "id": rid, "error": {"code": -32601, "message": "unsupported"}})
+                continue
+            future = self._pending.pop(rid, None)
+            if future is not None and not future.done():
+                future.set_result(msg)
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ConnectionError("child closed its stdout"))
+
+    async def request(self, method: str, params: dict[str, Any], timeout: float = 30) -> dict[str, Any]:
+        self._next += 1
+        rid = self._next
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._pending[rid] = future
+        self._send({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+        return await asyncio.wait_for(future, timeout)
+
+    async def call(self, i: int) -> bool:
+        return _ok(await self.request("tools/call", {"name": self.tool, "arguments": {"text": f"bench-{i}"}}))
+
+    async def close(self) -> None:
+        if self.proc is not None:
+            if self.proc.stdin is not None:
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 10)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.terminate()
+                try:
+                    await asyncio.wait_for(self.proc.wait(), 5)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        self.proc.kill()
+                    await self.proc.wait()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._stderr is not None:
+            self._stderr.close()
+
+
+def _parse_body(r: httpx.Response) -> dict[str, Any]:
+    if r.headers.get("content-type", "").startswith("text/event-stream"):
+        last: dict[str, Any] = {}
+        for line in r.text.splitlines():
+            if line.startswith("data:"):
+                msg = json.loads(line[5:])
+                if "id" in msg and "method" not in msg:
+                    last = msg
+        return last
+    parsed: dict[str, Any] = r.json()
+    return parsed
+
+
+class HttpClient:
+    """An MCP client over Streamable HTTP with one keep-alive connection pool.
+
+    ``era="modern"``: stateless 2026-07-28 requests (per-request _meta and MCP headers);
+    ``era="legacy"``: initialize once, then the Mcp-Session-Id header on every request."""
+
+    def __init__(self, base_url: str, era: str, tool: str) -> None:
+        self.era, self.tool = era, tool
+        self.client = httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=httpx.Limits(
+            max_connections=64, max_keepalive_connections=64))
+        self.session_id: str | None = None
+
+    async def start(self) -> None:
+        if self.era != "legacy":
+            return
+        r = await self.client.post("/mcp", headers={"accept": ACCEPT}, json={
+            "jsonrpc": "2.0", "id": 0, "method": "initialize",
+            "params": {"protocolVersion": LEGACY, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}})
+        r.raise_for_status()
+        self.session_id = r.headers["mcp-session-id"]
+        headers = {"accept": ACCEPT, "mcp-session-id": self.session_id, "mcp-protocol-version": LEGACY}
+        r = await self.client.post("/mcp", headers=headers,
+                                   json={"jsonrpc": "2.0", "method": "notifications/initialized"})
+        if r.status_code >= 400:
+            raise RuntimeError(f"notifications/initialized: HTTP {r.status_code}")
+
+    async def call(self, i: int) -> bool:
+        args = {"text": f"bench-{i}"}
+        if self.era == "legacy":
+            assert self.session_id is not None
+            headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-session-id": self.session_id,
+                       "mcp-protocol-version": LEGACY}
+            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": self.tool, "arguments": args}}
+        else:
+            headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-protocol-version": MODERN,
+                       "mcp-method": "tools/call", "mcp-name": self.tool}
+            body = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                    "params": {"name": self.tool, "arguments": args, "_meta": META}}
+        r = await self.client.post("/mcp", headers=headers, content=json.dumps(body).encode())
+        return r.status_code == 200 and _ok(_parse_body(r))
+
+    async def close(self) -> None:
+        await self.client.aclose()
