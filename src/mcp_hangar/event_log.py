@@ -35,7 +35,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus
-from .sqlite import SqliteAccess
+from .sqlite import SqliteAccess, flush_loop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -150,11 +150,7 @@ class EventLog(abc.ABC):
 
     async def run(self) -> None:
         """Write batches until cancelled; the final flush happens in ``close``."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
-            await self.flush()
+        await flush_loop(self._wake, self._interval, self.flush)
 
     async def flush(self) -> None:
         """Write every event stamped so far (and prune when due)."""

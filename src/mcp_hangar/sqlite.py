@@ -6,9 +6,10 @@ never waits on the disk and a close never races a write that is still running.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from .errors import StoreError
@@ -46,3 +47,12 @@ class SqliteAccess:
                     raise StoreError(f"{self._label} error: {exc}") from None
 
         return await asyncio.to_thread(work)
+
+
+async def flush_loop(wake: asyncio.Event, interval: float, flush: Callable[[], Awaitable[None]]) -> None:
+    """Run ``flush`` every ``interval`` seconds, or at once when ``wake`` is set; until cancelled."""
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), interval)
+        wake.clear()
+        await flush()

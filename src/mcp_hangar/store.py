@@ -9,7 +9,6 @@ the event loop never waits on the disk. Invocation records are written in batche
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -21,7 +20,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
-from .sqlite import SqliteAccess
+from .sqlite import SqliteAccess, flush_loop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -345,11 +344,7 @@ class HistoryWriter:
 
     async def run(self) -> None:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
-        while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
-            self._wake.clear()
-            await self.flush()
+        await flush_loop(self._wake, self._interval, self.flush)
 
     async def close(self) -> None:
         self._bus.remove_listener(self._on_event)
