@@ -28,7 +28,7 @@ from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
-from .inbound import preload, sdk
+from .inbound import load_sdk, sdk
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -113,7 +113,6 @@ class Front:
 
     def __init__(self, hangar: Hangar) -> None:
         self.hangar = hangar
-        preload()
         self.catalog = Catalog(hangar, MANAGEMENT_TOOLS)
         self.management = Management(hangar)
         self.features = Features(hangar)
@@ -339,6 +338,8 @@ class FrontSession:
 
     async def _dispatch(self, method: str, params: JsonObject, message: JsonObject,
                         headers: Mapping[str, str] | None) -> JsonObject:
+        if self.era != "legacy" and method != "initialize":
+            await load_sdk()  # a modern request (or the first of a new stdio client) needs the SDK's checks
         era = self._classify(method, params, message, headers)
         if not self._counted:
             self._counted = True
