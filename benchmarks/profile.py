@@ -83,7 +83,8 @@ async def _drive(front: str, folder: Path, calls: int, concurrency: int, out: Pa
         if front == "wrk":
             spy = _spy(pid, out)
             await asyncio.sleep(1.0)
-            tp = await asyncio.to_thread(wrk.throughput, str(client.client.base_url).rstrip("/") + "/mcp", 10.0, 32, folder)
+            url = str(client.client.base_url).rstrip("/") + "/mcp"
+            tp = await asyncio.to_thread(wrk.throughput, url, 10.0, 32, folder)
             spy.send_signal(2)
             spy.wait(30)
             print(f"wrk: {tp['throughput_per_s']:,.0f} calls/s, {tp['errors']} errors, p50 {tp['p50_ms']:.2f} ms")

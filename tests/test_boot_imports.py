@@ -24,7 +24,8 @@ def test_a_built_app_has_not_loaded_the_sdk_until_a_modern_request() -> None:
         from mcp_hangar.web.app import create_app
 
         def sdk_modules():
-            return sorted(m for m in sys.modules if m == "mcp" or m.startswith(("mcp.", "mcp_types", "mcp_hangar._sdk")))
+            prefixes = ("mcp.", "mcp_types", "mcp_hangar._sdk")
+            return sorted(m for m in sys.modules if m == "mcp" or m.startswith(prefixes))
 
         async def main():
             cfg, raw, warnings = parse_config_text("mcp_servers: {}", "<test>")
@@ -36,7 +37,8 @@ def test_a_built_app_has_not_loaded_the_sdk_until_a_modern_request() -> None:
                 reply = await session.handle({"jsonrpc": "2.0", "id": 1, "method": "server/discover", "params": {
                     "_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
                               "io.modelcontextprotocol/clientCapabilities": {}}}})
-                print(reply["result"]["supportedVersions"], "mcp" in sys.modules, "mcp_hangar._sdk_inbound" in sys.modules)
+                loaded = "mcp_hangar._sdk_inbound" in sys.modules
+                print(reply["result"]["supportedVersions"], "mcp" in sys.modules, loaded)
 
         asyncio.run(main())
     """)
