@@ -36,6 +36,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+auth_app = typer.Typer(help="Authentication: the first admin key.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 
 log = logging.getLogger("mcp_hangar")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -162,7 +164,7 @@ def serve(
     _setup_logging(level, settings.json_logs if json_logs is None else json_logs)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    if http and not _is_loopback(host) and not unsafe_no_auth:
+    if http and not _is_loopback(host) and not unsafe_no_auth and not loaded.config.auth.enabled:
         raise _fail(f"refusing to serve on non-loopback address {host!r} without authentication; "
                     "enable auth or pass --unsafe-no-auth", 1)
     directory = (data_dir or default_data_dir()).expanduser()
@@ -316,6 +318,42 @@ def config_check(
         typer.echo(f"warning: {warning}", err=True)
     n = len(loaded.config.mcp_servers)
     typer.echo(f"OK: {path} is valid ({n} MCP server{'s' if n != 1 else ''})")
+
+
+@auth_app.command("bootstrap-admin")
+def auth_bootstrap_admin(
+    principal: Annotated[str, typer.Option(help="The admin principal, e.g. user:alice.")],
+    config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (found as for serve).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where state is kept (as for serve).")] = None,
+    key_name: Annotated[str, typer.Option(help="A name for the key.")] = "bootstrap-admin",
+) -> None:
+    """Create the first admin key and print it. Works once per data directory; a second run refuses."""
+    from .auth.settings import check_principal
+    from .auth.storage import AuthStore
+
+    _load(config, lenient=True)  # a broken config is reported here rather than at the next serve
+    try:
+        check_principal(principal)
+    except ValueError as exc:
+        typer.echo(f"error: --principal: {exc}", err=True)
+        raise typer.Exit(1) from None
+    store = AuthStore((data_dir or default_data_dir()).expanduser() / "auth.db")
+    try:
+        store.open_sync()
+        try:
+            made = store.bootstrap_admin_sync(principal, key_name)
+        finally:
+            store.close_sync()
+    except HangarError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    if made is None:
+        typer.echo("error: an admin key was bootstrapped before; create further keys with "
+                   "POST /api/auth/keys using an admin key", err=True)
+        raise typer.Exit(1)
+    raw, key = made
+    typer.echo(f"admin key for {principal} (key_id {key.key_id}); it is shown only now:", err=True)
+    typer.echo(raw)
 
 
 def main() -> None:

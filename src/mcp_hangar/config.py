@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .auth.settings import AuthSettings, ToolAccessSpec, split_tools_field
 from .errors import ConfigError
 from .group_config import GroupSpec, cross_check, hoist_inline_groups, original_loc
 
@@ -106,6 +107,8 @@ class ServerSpec(_Strict):
     max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     auto_start: bool = False
     tools: list[ToolDecl] | None = None
+    # Which of its tools clients may see and call; in YAML also written `tools: {allow_list, deny_list}`.
+    tool_access: ToolAccessSpec | None = None
     # Validated here; run by the docker and remote upstream adapters.
     # docker mode: the container's image and its hardening (see docs/docker.md).
     image: str | None = None
@@ -126,6 +129,11 @@ class ServerSpec(_Strict):
     auth: dict[str, Any] | None = None
     tls: dict[str, Any] | None = None
     http: RemoteHttpSettings = Field(default_factory=RemoteHttpSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tools_policy_form(cls, data: Any) -> Any:
+        return split_tools_field(data)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -295,6 +303,7 @@ class HangarConfig(_Strict):
     ssrf: SsrfSettings = Field(default_factory=SsrfSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     discovery: DiscoverySettings | None = None  # absent: discovery is off and its routes answer 404
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("discovery", mode="before")
     @classmethod

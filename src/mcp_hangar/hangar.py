@@ -22,6 +22,7 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from . import __version__
+from .auth.service import AuthService
 from .config import LoadedConfig, ServerSpec, format_validation_error, spec_to_dict, validate_server_id
 from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
@@ -85,6 +86,7 @@ class Hangar:
         self.groups = GroupManager(bus=self.bus, store=self.store, servers=self.servers, spawn=self._spawn)
         # None when the config file has no `discovery:` block (its routes and tools then answer 404).
         self.discovery = DiscoveryManager(self) if loaded.config.discovery is not None else None
+        self.auth = AuthService(loaded.config.auth, data_dir / "auth.db", self.bus, self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -109,6 +111,7 @@ class Hangar:
             self._register(sid, spec, "api", remembered.get(sid))
         await self._remove_orphan_containers()
         await self.groups.start(self.loaded.config.groups)
+        await self.auth.open()
         if self.discovery is not None:
             await self.discovery.start()
         self._tasks = [
@@ -160,6 +163,7 @@ class Hangar:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        await self.auth.close()
         await self.history.close()
         await self.event_log.close()
         await self.store.close()

@@ -20,6 +20,8 @@ from ..models import State
 from ..views import server_detail, server_summary
 
 if TYPE_CHECKING:
+    from ..auth.guard import Guard
+    from ..auth.permissions import Principal
     from ..hangar import Hangar
 
 JsonObject = dict[str, Any]
@@ -99,8 +101,9 @@ def _server_arg(args: JsonObject) -> str:
 class Management:
     """Runs management tools against the Hangar core."""
 
-    def __init__(self, hangar: Hangar) -> None:
+    def __init__(self, hangar: Hangar, guard: Guard | None = None) -> None:
         self.hangar = hangar
+        self.guard = guard
         self._handlers: dict[str, Callable[[JsonObject], Awaitable[JsonObject]]] = {
             "hangar_list": self._list,
             "hangar_status": self._status,
@@ -116,10 +119,16 @@ class Management:
             **discovery_handlers(hangar),
         }
 
-    async def call(self, name: str, arguments: JsonObject) -> JsonObject:
-        """Run one tool. Hangar errors become ``isError`` results the model can read and act on."""
+    async def call(self, name: str, arguments: JsonObject, principal: Principal | None = None) -> JsonObject:
+        """Run one tool. Hangar errors become ``isError`` results the model can read and act on.
+
+        The two tools that depend on who calls get the caller's ``principal``."""
         handler = self._handlers[name]
         try:
+            if name == "hangar_call":
+                return json_result(await self._call(arguments, principal))
+            if name == "hangar_whoami" and self.guard is not None:
+                return json_result(self.guard.whoami(principal))
             return json_result(await handler(arguments))
         except HangarError as exc:
             return json_result({"error": exc.error_name, "message": exc.message}, is_error=True)
@@ -179,7 +188,7 @@ class Management:
     async def _whoami(self, _: JsonObject) -> JsonObject:
         return {"authenticated": False, "principal": None, "auth_enabled": False}
 
-    async def _call(self, args: JsonObject) -> JsonObject:
+    async def _call(self, args: JsonObject, principal: Principal | None = None) -> JsonObject:
         calls = args.get("calls")
         if not isinstance(calls, list) or not 1 <= len(calls) <= 100:
             raise ValidationError("'calls' must be a list of 1 to 100 {mcp_server, tool, arguments} objects")
@@ -213,6 +222,8 @@ class Management:
                 else:
                     per_call = float(call.get("timeout") or timeout)
                     try:
+                        if self.guard is not None and self.guard.active:  # the checks of a tools/call
+                            self.guard.check_target(principal, call["mcp_server"], call["tool"])
                         async with asyncio.timeout(min(per_call, float(timeout))):
                             result = await self.hangar.call_tool(call["mcp_server"], call["tool"],
                                                                  call.get("arguments") or {})
