@@ -78,11 +78,12 @@ ROUTES: tuple[Rule, ...] = (
     *_rules(AUTHENTICATED, "GET /api/auth/whoami"),
 )
 
-# MCP methods (both protocol eras). Methods not listed are refused with auth on.
+# MCP methods (both protocol eras). Methods not listed are refused with auth on. A tools/call is
+# checked per tool: tools:invoke for an upstream tool, MANAGEMENT_TOOLS below for a hangar_* tool.
 MCP_METHODS: dict[str, str] = {
     "initialize": AUTHENTICATED, "ping": AUTHENTICATED, "server/discover": AUTHENTICATED,
     "logging/setLevel": AUTHENTICATED, "subscriptions/listen": "tools:list",
-    "tools/list": "tools:list", "tools/call": "tools:invoke",
+    "tools/list": "tools:list", "tools/call": AUTHENTICATED,
     "resources/list": "tools:list", "resources/templates/list": "tools:list", "resources/read": "tools:list",
     "resources/subscribe": "tools:list", "resources/unsubscribe": "tools:list",
     "prompts/list": "tools:list", "prompts/get": "tools:list", "completion/complete": "tools:list",
