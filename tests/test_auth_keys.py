@@ -104,7 +104,7 @@ async def test_an_expired_key_is_refused(api_factory: Any) -> None:
 async def test_bootstrap_admin_claims_once_and_a_running_server_accepts_its_key(api_factory: Any,
                                                                                  tmp_path: Path) -> None:
     data = tmp_path / "boot"
-    hangar, client = await api_factory({}, data_dir=data, extra=auth_on())
+    _, client = await api_factory({}, data_dir=data, extra=auth_on())
     store = AuthStore(data / "auth.db")  # what the CLI does, while the server runs
     store.open_sync()
     try:

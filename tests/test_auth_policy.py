@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 
 from conftest import FIXTURES, PYTHON, loaded_config
 from mcp_hangar.auth.policy import PolicyEngine
-from mcp_hangar.hangar import Hangar
 from mcp_hangar.front.session import Front, FrontSession
+from mcp_hangar.hangar import Hangar
 
 NAMED = FIXTURES / "named_tools_server.py"
 TOOLS = ["read_file", "read_dir", "write_file", "delete_file", "admin_reset", "admin_status", "search",

@@ -109,7 +109,7 @@ def test_a_stdio_client_acts_as_the_configured_principal(tmp_path: Path, write_c
     import json
     import subprocess
 
-    from .harness import cli_path, clean_env
+    from .harness import clean_env, cli_path
 
     config = write_config({"math": raw_server()},
                           auth={"enabled": True, "stdio": {"principal": {"id": "user:desk", "roles": ["viewer"]}}})
