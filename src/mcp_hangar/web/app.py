@@ -20,7 +20,7 @@ from ..front.http import McpHttpEndpoint
 from ..front.session import Front
 from ..hangar import Hangar
 from ..metrics import Metrics
-from . import discovery, groups, servers, system
+from . import config, discovery, groups, servers, system
 from .errors import PayloadTooLargeError, envelope, install_error_handlers
 from .log_follow import LogFollowers
 from .ws import PATH as EVENTS_PATH
@@ -166,6 +166,7 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(servers.router)
     app.include_router(groups.router)
     app.include_router(system.router)
+    app.include_router(config.router)
     discovery.install(app)
     app.add_middleware(ApiBodyLimitMiddleware)
     origins = _env_list("MCP_CORS_ORIGINS")
