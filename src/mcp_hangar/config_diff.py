@@ -87,5 +87,6 @@ def config_diff(hangar: Hangar) -> dict[str, Any]:
     found = differences(loaded, on_disk, in_memory, origins_of_state(hangar))
     shown_disk, shown_memory = sanitize(on_disk), sanitize(in_memory)
     text = "".join(difflib.unified_diff(_yaml(shown_disk), _yaml(shown_memory), "on-disk", "in-memory"))
-    result.update(has_diff=bool(found) or "on_disk_error" in result, diff=text, differences=found, on_disk=shown_disk, in_memory=shown_memory)
+    result.update(has_diff=bool(found) or "on_disk_error" in result, diff=text, differences=found,
+                  on_disk=shown_disk, in_memory=shown_memory)
     return result

@@ -326,10 +326,11 @@ class SqliteEventLog(SqliteAccess, EventLog):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # Before anything else, so a new file gets it: retention can then give space back to the disk.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")  # takes effect in a new file: retention can shrink it
             conn.executescript(SCHEMA)
             last = conn.execute("SELECT MAX(global_position) FROM events").fetchone()[0] or 0
             versions = dict(conn.execute("SELECT stream_id, version FROM streams").fetchall())
@@ -442,7 +443,7 @@ class SqliteEventLog(SqliteAccess, EventLog):
                                 (max(0, int(count * share) - 1),)).fetchone()
                 by_size += c.execute("DELETE FROM events WHERE global_position <= ?", (cut[0],)).rowcount
             if by_age or by_size:
-                c.execute("PRAGMA incremental_vacuum")
+                c.executescript("PRAGMA incremental_vacuum;")  # stepped to the end: every free page goes
                 c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return by_age, by_size
 
