@@ -18,7 +18,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -26,6 +26,9 @@ from . import __version__
 from .config import LoadedConfig, find_config_path, load_config
 from .errors import ConfigError, HangarError
 from .logs import setup_logging
+
+if TYPE_CHECKING:
+    from .hangar import Hangar
 
 app = typer.Typer(
     name="mcp-hangar",
@@ -202,9 +205,15 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def _ignore_sighup() -> None:
-    # SIGHUP is reserved for config reload; until then it must not kill the process.
+    # SIGHUP reloads the config once Hangar has started; until then it must not kill the process.
     with contextlib.suppress(ValueError, AttributeError):
-        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP received; config reload is not enabled"))
+        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP received while starting; ignored"))
+
+
+def _reload_on_sighup(hangar: Hangar) -> None:
+    """From now on SIGHUP reloads the config file (the same path as POST /api/config/reload)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangar.reloader.request, "sighup")
 
 
 def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_level: str) -> int:
@@ -255,6 +264,7 @@ def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_
         # state database) is a clean error and exit code rather than a server startup traceback.
         try:
             await hangar.start()
+            _reload_on_sighup(hangar)
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             log.info("serving http://%s:%d (REST /api, MCP /mcp, /health, /metrics)", shown, bound[1])
@@ -285,9 +295,10 @@ async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP received; config reload is not enabled"))
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP received while starting; ignored"))
     try:
         await hangar.start()
+        _reload_on_sighup(hangar)
         from .front.stdio import serve_stdio
 
         front = asyncio.create_task(serve_stdio(hangar))
@@ -318,6 +329,11 @@ def config_check(
         typer.echo(f"warning: {warning}", err=True)
     n = len(loaded.config.mcp_servers)
     typer.echo(f"OK: {path} is valid ({n} MCP server{'s' if n != 1 else ''})")
+
+
+from .cli_config import register as _register_config_commands  # noqa: E402  (after config_app exists)
+
+_register_config_commands(config_app)
 
 
 @auth_app.command("bootstrap-admin")

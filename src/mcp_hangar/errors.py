@@ -23,8 +23,9 @@ uses ``jsonrpc_code``, the CLI uses ``exit_code``.
     ├── AccessDeniedError                    403   (the principal lacks the permission the table names)
     │   └── ToolAccessDeniedError            403   (a tool access policy refuses the tool; names the rule)
     ├── RateLimitExceeded                    429   (a token bucket is empty: retry_after_s says when)
-    ├── CompactionError                      500
+    ├── CompactionError                      500   (compacting a stream that has no snapshot)
     ├── StoreError                           503
+    │   └── ConfigNotWritableError           503   (the config file's folder refuses a backup)
     ├── DiscoverySourceError                 503   (a discovery source could not be read: engine down, ...)
     └── UpstreamError                        502   (anything an upstream server did wrong)
         ├── McpServerStartError              502   (spawn failed, handshake failed or timed out)
@@ -136,11 +137,22 @@ class RateLimitExceeded(HangarError):
 
 
 class CompactionError(HangarError):
+    """A stream cannot be compacted (it has no snapshot to stand in for the removed events)."""
+
     status_code = 500
+
+    def __init__(self, stream_id: str, reason: str) -> None:
+        super().__init__(f"cannot compact stream '{stream_id}': {reason}", stream_id=stream_id, reason=reason)
+        self.stream_id = stream_id
+        self.reason = reason
 
 
 class StoreError(HangarError):
     status_code = 503
+
+
+class ConfigNotWritableError(StoreError):
+    """The config file's folder cannot take a backup."""
 
 
 class UpstreamError(HangarError):

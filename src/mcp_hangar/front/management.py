@@ -78,6 +78,11 @@ MANAGEMENT_TOOLS: list[JsonObject] = [
     _tool("hangar_group_list", "List the server groups: state, strategy, circuit and every member's health."),
     _tool("hangar_group_rebalance", "Re-check every member of a group, re-admit the recovered ones and reset its "
           "circuit breaker.", {"group": {"type": "string", "description": "group id"}}, ["group"], read_only=False),
+    _tool("hangar_reload_config", "Re-read the config file and apply it: servers added, removed, restarted (launch "
+          "settings changed) or updated in place; an invalid file changes nothing and the error names the line.",
+          {"graceful": {"type": "boolean", "default": True,
+                        "description": "accepted for compatibility; running calls always finish"}},
+          read_only=False),
     *DISCOVERY_TOOLS,
     _tool("hangar_whoami", "The identity this MCP session acts as."),
 ]
@@ -115,6 +120,7 @@ class Management:
             "hangar_call": self._call,
             "hangar_group_list": self._group_list,
             "hangar_group_rebalance": self._group_rebalance,
+            "hangar_reload_config": self._reload_config,
             "hangar_whoami": self._whoami,
             **discovery_handlers(hangar),
         }
@@ -184,6 +190,9 @@ class Management:
             raise ValidationError("argument 'group' (a group id) is required")
         group = await self.hangar.groups.rebalance(group_id)
         return {"status": "rebalanced", "group_id": group_id, "group": group.view()}
+
+    async def _reload_config(self, _: JsonObject) -> JsonObject:
+        return {"status": "reloaded", "result": await self.hangar.reloader.reload("mcp_tool")}
 
     async def _whoami(self, _: JsonObject) -> JsonObject:
         return {"authenticated": False, "principal": None, "auth_enabled": False}

@@ -20,7 +20,7 @@ from ..front.http import McpHttpEndpoint
 from ..front.session import Front
 from ..hangar import Hangar
 from ..metrics import Metrics
-from . import auth_routes, discovery, groups, servers, system
+from . import auth_routes, config, discovery, groups, servers, system
 from .auth import AuthMiddleware
 from .errors import PayloadTooLargeError, envelope, install_error_handlers
 from .log_follow import LogFollowers
@@ -167,6 +167,7 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     app.include_router(servers.router)
     app.include_router(groups.router)
     app.include_router(system.router)
+    app.include_router(config.router)
     discovery.install(app)
     app.include_router(auth_routes.router)
     app.add_middleware(ApiBodyLimitMiddleware)
