@@ -213,3 +213,16 @@ async def test_policies_set_through_rest_are_audited_and_survive_a_restart(api_f
     cleared = (await again.delete("/api/auth/policies/mcp_server/a")).json()
     assert cleared["cleared"] is True
     assert (await again.get("/api/auth/policies/mcp_server/a")).json()["found"] is False
+
+
+async def test_rest_and_hangar_tools_list_only_what_the_policy_permits(api_factory: Any) -> None:
+    hangar, client = await api_factory({"a": _named(tools={"deny_list": ["admin_*", "delete_*"]})})
+    await client.post("/api/mcp_servers/a/start")
+    names = [t["name"] for t in (await client.get("/api/mcp_servers/a/tools")).json()["tools"]]
+    assert names == [n for n in TOOLS if not n.startswith(("admin_", "delete_"))]
+    front = Front(hangar)
+    try:
+        result = await front.management.call("hangar_tools", {"mcp_server": "a"})
+        assert [t["name"] for t in result["structuredContent"]["tools"]] == names
+    finally:
+        front.close()

@@ -65,6 +65,9 @@ async def test_a_burst_of_tool_calls_gets_a_json_rpc_error_then_succeeds_again(h
 async def test_repeated_failures_lock_a_client_out_for_a_while(api_factory: Any) -> None:
     hangar, client = await api_factory({}, extra=_limits(max_attempts=3, window_seconds=60, lockout_seconds=1.5))
     good = {"x-api-key": await key_for(hangar, "user:v", "viewer")}
+    for _ in range(5):  # a client that sends no key is not guessing: it is not locked out
+        assert (await client.get("/api/mcp_servers")).status_code == 401
+    assert (await client.get("/api/mcp_servers", headers=good)).status_code == 200
     with hangar.bus.subscription() as events:
         for _ in range(3):
             bad = await client.get("/api/mcp_servers", headers={"x-api-key": "mcp_wrong"})

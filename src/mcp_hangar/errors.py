@@ -107,7 +107,7 @@ class AuthenticationError(HangarError):
     """No credential, or one that is unknown, expired or revoked (never says which key)."""
 
     status_code = 401
-    jsonrpc_code = -32001
+    jsonrpc_code = -32004
 
 
 class AccessDeniedError(HangarError):

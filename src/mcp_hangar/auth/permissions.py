@@ -96,6 +96,8 @@ class Principal:
         if found is None:
             found = grants(self.everywhere, permission) or (
                 resource is not None and resource in self.scoped and grants(self.scoped[resource], permission))
+            if len(self._memo) > 10_000:  # resources come from request paths: keep the memo bounded
+                self._memo.clear()
             self._memo[key] = found
         return found
 

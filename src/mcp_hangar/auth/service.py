@@ -23,6 +23,7 @@ from ..errors import (
     AuthenticationError,
     BuiltinRoleError,
     ConflictError,
+    NotFoundError,
     RateLimitExceeded,
     RoleNotFoundError,
     StoreError,
@@ -191,7 +192,8 @@ class AuthService:
 
     def _failed(self, client: str, surface: str, reason: str, key_id: str | None = None) -> None:
         self.bus.publish(audit.AuthenticationFailed(client=client, surface=surface, reason=reason, key_id=key_id))
-        count = self.lockout.failed(client)
+        # Only wrong keys count towards a lockout: a client that sends none is not guessing.
+        count = self.lockout.failed(client) if reason != "missing_key" else None
         if count is not None:
             self.bus.publish(audit.RateLimitLockout(client=client, failures=count,
                                                     lockout_seconds=self.lockout.duration))
@@ -342,7 +344,7 @@ class AuthService:
         if (role_name, scope) not in self._stored.get(principal_id, set()):
             if (role_name, scope) in self._config.get(principal_id, set()):
                 raise ConflictError(f"'{principal_id}' holds '{role_name}' from the config file; remove it there")
-            raise RoleNotFoundError(f"{role_name} ({scope}) of {principal_id}")
+            raise NotFoundError(f"'{principal_id}' does not hold the role '{role_name}' ({scope})")
         await self.store.unassign(principal_id, role_name, scope)
         self._stored[principal_id].discard((role_name, scope))
         self._changed(principal_id)
@@ -366,6 +368,12 @@ class AuthService:
         self.policies.set_rest(scope, target_id, allow, deny)
         self.bus.publish(audit.ToolAccessPolicySet(scope=scope, target_id=target_id, allow_list=allow,
                                                    deny_list=deny, set_by=by))
+
+    def permitted_tools(self, server_id: str, tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """``tools`` of one server without those its tool access policy refuses."""
+        if self.policies.empty:
+            return tools
+        return [t for t in tools if self.policies.judge(server_id, str(t.get("name"))) is None]
 
     async def clear_policy(self, scope: str, target_id: str, by: str | None) -> bool:
         await self.store.delete_policy(scope, target_id)

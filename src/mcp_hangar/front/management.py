@@ -173,7 +173,8 @@ class Management:
 
     async def _tools(self, args: JsonObject) -> JsonObject:
         server = self.hangar.get(_server_arg(args))
-        return {"mcp_server": server.server_id, "tools_origin": server.tools_origin, "tools": server.tools}
+        tools = self.hangar.auth.permitted_tools(server.server_id, server.tools)  # as REST: policy applied
+        return {"mcp_server": server.server_id, "tools_origin": server.tools_origin, "tools": tools}
 
     async def _details(self, args: JsonObject) -> JsonObject:
         return server_detail(self.hangar.get(_server_arg(args)))
