@@ -54,6 +54,11 @@ async def test_create_use_list_and_revoke_a_key(api_factory: Any, caplog: pytest
             assert raw not in str(event.to_dict())
         assert {"ApiKeyCreated", "RoleAssigned", "ApiKeyRevoked", "AuthenticationFailed"} <= set(types)
     assert raw not in caplog.text
+    await hangar.event_log.flush()  # the audit trail is durable: it is in the event log
+    stored = await hangar.event_log.read(0, hangar.event_log.position, limit=10_000)
+    durable = {e.event_type for e in stored}
+    assert {"ApiKeyCreated", "RoleAssigned", "ApiKeyRevoked", "AuthenticationFailed"} <= durable
+    assert all(raw not in str(e.data) for e in stored)
     unknown = await client.delete("/api/auth/keys/nope", headers=admin)
     assert unknown.status_code == 404 and unknown.json()["error"] == "ApiKeyNotFoundError"
 

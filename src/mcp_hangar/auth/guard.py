@@ -24,10 +24,6 @@ MANAGEMENT = "hangar"
 PRINCIPAL_SCOPE_KEY = "hangar.principal"  # where the HTTP edge leaves the authenticated principal
 
 
-def _resource_of(target_id: str, groups: Any) -> str:
-    return f"group:{target_id}" if target_id in groups else f"mcp_server:{target_id}"
-
-
 class Guard:
     """The front's view of the auth service (one per ``Front``)."""
 
@@ -35,7 +31,6 @@ class Guard:
         self.auth = auth
         self.catalog = catalog
         self.enforcing = auth.enabled  # principals and permissions; policies apply either way
-        self._groups = auth._hangar.groups.groups
         self._lists: dict[str, tuple[tuple[Any, ...], list[JsonObject]]] = {}
 
     @property
@@ -78,7 +73,7 @@ class Guard:
             return principal is None or rule.permission == AUTHENTICATED or principal.allows(rule.permission)
         if self.auth.policies.judge(route.server_id, route.tool) is not None:
             return False
-        return principal is None or principal.allows("tools:list", _resource_of(route.server_id, self._groups))
+        return principal is None or principal.allows("tools:list", self.auth.resource_of(route.server_id))
 
     # ------------------------------------------------------------------ tools/call
 
@@ -118,7 +113,7 @@ class Guard:
             raise ToolAccessDeniedError(f"tool '{tool}' of '{server_id}' is {refusal.describe()}", refusal.rule())
         if principal is None:
             return
-        resource = _resource_of(server_id, self._groups)
+        resource = self.auth.resource_of(server_id)
         try:
             self.auth.authorize(principal, "tools:invoke", resource, "mcp", name or f"{server_id}/{tool}")
         except AccessDeniedError:

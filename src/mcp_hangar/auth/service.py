@@ -126,6 +126,10 @@ class AuthService:
         if isinstance(event, _FLEET_EVENTS):
             self._refresh_config_policies()
 
+    def resource_of(self, target_id: str) -> str:
+        """What a scoped role assignment names for a call target: ``group:<id>`` or ``mcp_server:<id>``."""
+        return f"group:{target_id}" if target_id in self._hangar.groups.groups else f"mcp_server:{target_id}"
+
     def _members(self, target_id: str) -> list[str] | None:
         group = self._hangar.groups.groups.get(target_id)
         return None if group is None else [m.member_id for m in group.members]
