@@ -10,11 +10,13 @@ import itertools
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, PYTHON, loaded_config
-from mcp_hangar.auth.policy import PolicyEngine
+from mcp_hangar.auth.policy import PolicyEngine, normalize_scope
+from mcp_hangar.errors import ConfigError
 from mcp_hangar.front.session import Front, FrontSession
 from mcp_hangar.hangar import Hangar
 
@@ -82,8 +84,6 @@ def test_narrower_scopes_only_remove_tools(tool: str, server: tuple[list[str], l
 
 
 def test_the_provider_alias_and_clearing_restores_the_file_policy() -> None:
-    from mcp_hangar.auth.policy import normalize_scope
-
     assert normalize_scope("provider") == "mcp_server" and normalize_scope("tenant") is None
     policies = engine()
     policies.set_config_policies({("mcp_server", "s"): ([], ["write_*"])})
@@ -226,3 +226,30 @@ async def test_rest_and_hangar_tools_list_only_what_the_policy_permits(api_facto
         assert [t["name"] for t in result["structuredContent"]["tools"]] == names
     finally:
         front.close()
+
+
+def test_the_tools_key_takes_a_declared_list_or_a_policy_mapping() -> None:
+    config = loaded_config({"declared": _named(tools=[{"name": "read_file"}]),
+                            "guarded": _named(tools={"allow_list": ["read_*"]})},
+                           {"groups": {"pool": {"members": ["guarded"], "tools": {"deny_list": ["read_dir"]}}}})
+    servers = config.config.mcp_servers
+    assert [t.name for t in servers["declared"].tools or []] == ["read_file"]
+    assert servers["declared"].tool_access is None
+    assert servers["guarded"].tools is None and servers["guarded"].tool_access is not None
+    assert servers["guarded"].tool_access.allow_list == ["read_*"]
+    assert config.config.groups["pool"].tools is not None
+    with pytest.raises(ConfigError, match="tool access policy once"):
+        loaded_config({"both": _named(tools={"deny_list": ["x"]}, tool_access={"deny_list": ["y"]})})
+    with pytest.raises(ConfigError, match="allow_lists"):
+        loaded_config({"typo": _named(tools={"allow_lists": ["x"]})})
+
+
+async def test_file_policies_on_groups_apply_after_start(hangar_factory: Any) -> None:
+    hangar = await hangar_factory({"a": _named(tools={"allow_list": ["read_*"]})},
+                                  extra={"groups": {"pool": {"members": ["a"], "auto_start": False,
+                                                             "tools": {"deny_list": ["read_dir"]}}}})
+    policies = hangar.auth.policies
+    assert policies.get("group", "pool").source == "config"  # type: ignore[union-attr]
+    assert policies.judge("pool", "read_file") is None
+    assert policies.judge("pool", "read_dir") is not None and policies.judge("a", "read_dir") is None
+    assert policies.judge("pool", "search") is not None

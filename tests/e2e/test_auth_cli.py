@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import socket
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,7 +17,7 @@ import httpx
 from conftest import raw_server
 
 from .conftest import StartHangar
-from .harness import run_cli
+from .harness import clean_env, cli_path, run_cli
 
 WriteConfig = Callable[..., Path]
 AUTH = {"enabled": True}
@@ -106,11 +108,6 @@ def test_bootstrap_admin_refuses_a_malformed_principal(tmp_path: Path) -> None:
 
 
 def test_a_stdio_client_acts_as_the_configured_principal(tmp_path: Path, write_config: WriteConfig) -> None:
-    import json
-    import subprocess
-
-    from .harness import clean_env, cli_path
-
     config = write_config({"math": raw_server()},
                           auth={"enabled": True, "stdio": {"principal": {"id": "user:desk", "roles": ["viewer"]}}})
     proc = subprocess.Popen([cli_path(), "serve", "-c", str(config), "--data-dir", str(tmp_path / "d")],
