@@ -9,7 +9,6 @@ Refusals use the error envelope; a WebSocket is refused before it is accepted.
 
 from __future__ import annotations
 
-import math
 from urllib.parse import parse_qs
 
 import orjson
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ..auth.guard import PRINCIPAL_SCOPE_KEY
 from ..auth.service import AuthService
 from ..errors import HangarError, RateLimitExceeded
+from .errors import retry_after
 from .security import AUTHENTICATED, PUBLIC, WEBSOCKET, RouteTable
 
 MUTATIONS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -40,7 +40,7 @@ def _query_key(scope: Scope) -> str | None:
 def refusal_headers(exc: HangarError) -> list[tuple[bytes, bytes]]:
     headers = [(b"content-type", b"application/json")]
     if isinstance(exc, RateLimitExceeded):
-        headers.append((b"retry-after", str(max(1, math.ceil(exc.retry_after_s))).encode()))
+        headers.append((b"retry-after", retry_after(exc.retry_after_s).encode()))
     elif exc.status_code == 401:
         headers.append((b"www-authenticate", b'Bearer realm="mcp-hangar"'))
     return headers
