@@ -103,3 +103,21 @@ async def test_defaults_do_not_bite_an_interactive_burst(api_factory: Any) -> No
     headers = {"x-api-key": await key_for(hangar, "user:dev", "developer")}
     answers = [await client.post("/api/mcp_servers/math/stop", headers=headers) for _ in range(50)]
     assert {a.status_code for a in answers} == {200}
+
+
+async def test_calls_inside_hangar_call_are_charged_like_tool_calls(http_factory: Any) -> None:
+    limits = _limits(tool_calls={"rps": 0.5, "burst": 3}, per_tool={"math__echo": {"rps": 0.5, "burst": 1}})
+    hangar, base = await http_factory({"math": raw_server()}, extra=limits)
+    await hangar.start_server("math")  # its tools, hence the names clients see, are known
+    async with httpx.AsyncClient(timeout=30) as client:
+        mcp = McpHttp(client, base, await key_for(hangar, "user:dev", "developer"))
+        await mcp.open()
+        calls = [{"mcp_server": "math", "tool": "echo", "arguments": {"text": "a"}},
+                 {"mcp_server": "math", "tool": "echo", "arguments": {"text": "b"}},
+                 {"mcp_server": "math", "tool": "add", "arguments": {"a": 1, "b": 2}},
+                 {"mcp_server": "math", "tool": "add", "arguments": {"a": 1, "b": 2}}]
+        answer = await mcp.call("hangar_call", {"calls": calls, "max_concurrency": 1})
+        results = answer["result"]["structuredContent"]["results"]
+        assert [r["success"] for r in results] == [True, False, True, False]
+        assert {results[1]["error_type"], results[3]["error_type"]} == {"RateLimitExceeded"}
+        assert "tool:math__echo" in results[1]["error"] and "tool_calls" in results[3]["error"]
