@@ -127,7 +127,7 @@ def measure_watcher(servers: int, running: int, runs: int) -> dict[str, float]:
                 _write(config, _doc(servers, run, changed, watch=True))
                 began = time.perf_counter()
                 deadline = time.monotonic() + 30
-                while client.get(f"/api/mcp_servers/{changed}").json().get("env", {}).get("GEN") != str(run):
+                while client.get(f"/api/mcp_servers/{changed}").json()["spec"]["env"].get("GEN") != str(run):
                     if time.monotonic() > deadline:
                         raise RuntimeError("the watcher did not apply the change within 30 s")
                     time.sleep(0.01)
