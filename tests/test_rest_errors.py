@@ -49,7 +49,7 @@ async def lenient(api_factory) -> AsyncIterator[tuple[Hangar, httpx.AsyncClient]
         (errors.McpServerNotFoundError("x"), 404),
         (errors.ValidationError("bad"), 422),
         (errors.RateLimitExceeded("slow down"), 429),
-        (errors.CompactionError("compaction failed"), 500),
+        (errors.CompactionError("hangar", "it has no snapshot"), 500),
         (errors.HangarError("other"), 500),
         (errors.ConflictError("exists"), 409),
         (errors.StoreError("disk"), 503),
