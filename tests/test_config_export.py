@@ -148,3 +148,9 @@ def test_secret_values_are_masked_at_any_depth() -> None:
         "type": "bearer", "bearer_token": "***", "user": "***"}}}]},
         "headers": {"Authorization": "***", "X-API-Key": "***", "Accept": "json"}, "api_key": "***",
         "tools": [{"name": "t", "inputSchema": {"properties": {"api_key": {"type": "string"}}}}], "flag": True}
+
+
+async def test_server_details_mask_secret_values_too(api_factory: Any) -> None:
+    _, client = await api_factory({"a": raw_server(env={"API_KEY": "detail-secret-1", "LEVEL": "debug"})})
+    r = await client.get("/api/mcp_servers/a")
+    assert r.json()["spec"]["env"] == {"API_KEY": "***", "LEVEL": "debug"} and "detail-secret-1" not in r.text

@@ -63,9 +63,9 @@ async def test_reload_with_twenty_running_servers_restarts_exactly_the_changed_o
     assert next(e.event_type for e in events.events) == "ConfigurationReloadRequested"
 
 
-def _bad_files(servers: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+def _bad_files(servers: dict[str, Any], extra: dict[str, Any]) -> list[tuple[str, str, str, str]]:
     """(name, file text, expected line, expected key) for each kind of invalid file."""
-    good = yaml.safe_dump({"mcp_servers": servers, **NO_WATCH}, sort_keys=False)
+    good = yaml.safe_dump({"mcp_servers": servers, **extra}, sort_keys=False)
     lines = good.splitlines()
     first = lines.index("  s00:")
     unknown = [*lines[: first + 1], "    comand: [python]", *lines[first + 1:]]
@@ -89,7 +89,7 @@ async def test_an_invalid_file_keeps_the_running_state_and_names_line_and_key(fi
         await client.post(f"/api/mcp_servers/{sid}/start")
     before = pids(hangar)
     events = Recorder(hangar)
-    _, text, line, key = next(b for b in _bad_files(servers) if b[0] == kind)
+    _, text, line, key = next(b for b in _bad_files(servers, NO_WATCH) if b[0] == kind)
     write_config(path, text)
 
     r = await client.post("/api/config/reload")
@@ -125,21 +125,29 @@ async def test_the_watcher_applies_a_saved_change_and_an_editor_rename(file_hang
     assert {e.trigger for e in events.of("ConfigurationReloaded")} == {"watcher"}  # type: ignore[attr-defined]
 
 
-async def test_the_watcher_refuses_an_invalid_file_keeps_pids_and_publishes_the_failure(file_hangar: Any) -> None:
-    servers = {"a": raw_server(), "b": raw_server()}
+@pytest.mark.parametrize("kind", ["bad_yaml", "unknown_key", "bad_type", "duplicate_id", "id_clash"])
+async def test_the_watcher_refuses_an_invalid_file_keeps_pids_and_publishes_the_failure(file_hangar: Any,
+                                                                                       kind: str) -> None:
+    servers = {f"s{i:02d}": raw_server(idle_ttl_s=300) for i in range(3)}
     hangar, client, path = await file_hangar({"mcp_servers": servers})
-    await client.post("/api/mcp_servers/a/start")
+    await client.post("/api/mcp_servers/s00/start")
     before = pids(hangar)
     events = Recorder(hangar)
-    write_config(path, {"mcp_servers": {"a": {**servers["a"], "idle_ttl_s": "soon"}}})
+    if kind == "id_clash":  # a server and a group with one id
+        text, line, key = yaml.safe_dump({"mcp_servers": servers, "groups": {"s01": {"members": ["s00"]}}}), "", \
+            "groups.s01"
+    else:
+        _, text, line, key = next(b for b in _bad_files(servers, {}) if b[0] == kind)
+    write_config(path, text)
     await wait_for(lambda: bool(events.of("ConfigurationReloadFailed")), "the refusal event")
     failed = events.of("ConfigurationReloadFailed")[0]
     assert failed.trigger == "watcher"  # type: ignore[attr-defined]
-    assert any("mcp_servers.a.idle_ttl_s" in p and f"{path}:" in p for p in failed.problems)  # type: ignore[attr-defined]
-    assert pids(hangar) == before and set(hangar.servers) == {"a", "b"}
-    write_config(path, {"mcp_servers": {"a": servers["a"]}})  # fixed: applied
-    await wait_for(lambda: "b" not in hangar.servers, "the fixed file to be applied")
-    assert hangar.servers["a"].pid == before["a"]
+    problems = " ".join(failed.problems)  # type: ignore[attr-defined]
+    assert f"{path}{line}" in problems and key in problems, problems
+    assert pids(hangar) == before and set(hangar.servers) == set(servers) and not hangar.groups.groups
+    write_config(path, {"mcp_servers": {"s00": servers["s00"]}})  # fixed: applied
+    await wait_for(lambda: "s01" not in hangar.servers, "the fixed file to be applied")
+    assert hangar.servers["s00"].pid == before["s00"]
 
 
 async def test_the_mcp_tool_reloads_through_the_same_path(file_hangar: Any) -> None:

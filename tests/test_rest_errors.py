@@ -49,7 +49,7 @@ async def lenient(api_factory) -> AsyncIterator[tuple[Hangar, httpx.AsyncClient]
         (errors.McpServerNotFoundError("x"), 404),
         (errors.ValidationError("bad"), 422),
         (errors.RateLimitExceeded("slow down"), 429),
-        (errors.CompactionError("events", "compaction failed"), 500),
+        (errors.CompactionError("hangar", "it has no snapshot"), 500),
         (errors.AuthenticationError("who are you"), 401),
         (errors.AccessDeniedError("not you"), 403),
         (errors.ToolAccessDeniedError("not this tool", {"scope": "mcp_server"}), 403),

@@ -4,9 +4,12 @@ instance started on it, ``config diff``, secrets kept out of the logs, and the d
 
 from __future__ import annotations
 
+import contextlib
+import json
 import signal
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +46,56 @@ def test_sighup_reloads_the_file(hangar_cli: StartHangar, tmp_path: Path) -> Non
     assert "config reloaded (sighup)" in hangar.stderr()
 
 
-def test_the_watcher_of_the_real_cli_applies_a_save(hangar_cli: StartHangar, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def _config_events(base_url: str) -> Iterator[Any]:
+    """A WebSocket on the event stream, subscribed to the reload outcomes."""
+    from websockets.sync.client import connect
+
+    with connect(base_url.replace("http://", "ws://") + "/api/ws/events", open_timeout=10) as ws:
+        ws.send(json.dumps({"type": "subscribe",
+                            "event_types": ["ConfigurationReloaded", "ConfigurationReloadFailed"]}))
+        while json.loads(ws.recv(10)).get("type") != "subscribed":
+            pass
+        yield ws
+
+
+def _next_event(ws: Any) -> dict[str, Any]:
+    while True:
+        message: dict[str, Any] = json.loads(ws.recv(15))
+        if "event_type" in message:
+            return message
+
+
+def test_edit_the_file_and_diff_reload_and_the_event_stream_tell_the_truth(hangar_cli: StartHangar,
+                                                                           tmp_path: Path) -> None:
+    path = _write(tmp_path / "hangar.yaml", {"mcp_servers": {"a": raw_server()}, **QUIET})
+    hangar = hangar_cli(config=path)
+    assert json_body(hangar.client.get("/api/config/diff"))["has_diff"] is False
+    _write(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}, **QUIET})
+    diff = json_body(hangar.client.get("/api/config/diff"))
+    assert [(d["id"], d["change"], d["origin"]) for d in diff["differences"]] == [("b", "removed", "file")]
+    with _config_events(hangar.base_url) as ws:
+        result = json_body(hangar.client.post("/api/config/reload"))["result"]
+        event = _next_event(ws)
+    assert result["mcp_servers_added"] == ["b"]
+    assert event["event_type"] == "ConfigurationReloaded" and event["mcp_servers_added"] == ["b"]
+    assert json_body(hangar.client.get("/api/config/diff"))["has_diff"] is False
+
+
+def test_the_watcher_of_the_real_cli_applies_a_save_and_refuses_a_bad_one(hangar_cli: StartHangar,
+                                                                          tmp_path: Path) -> None:
     path = _write(tmp_path / "hangar.yaml", {"mcp_servers": {"a": raw_server()}})
     hangar = hangar_cli(config=path)
-    _write(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}})
-    wait_until(lambda: "b" in _ids(hangar.client), 15, "the watcher to add server b")
+    with _config_events(hangar.base_url) as ws:
+        _write(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}})
+        applied = _next_event(ws)
+        path.write_text("mcp_servers:\n  a: {mode: subprocess, command: [x], colour: red}\n", "utf-8")
+        refused = _next_event(ws)
+    assert applied["event_type"] == "ConfigurationReloaded" and applied["trigger"] == "watcher"
+    assert applied["mcp_servers_added"] == ["b"]
+    assert refused["event_type"] == "ConfigurationReloadFailed"
+    assert f"{path}:2: mcp_servers.a.colour: unknown key 'colour'" in refused["problems"][0]
+    assert _ids(hangar.client) == {"a", "b"}
 
 
 def test_an_export_from_a_running_instance_starts_an_identical_one(hangar_cli: StartHangar, tmp_path: Path) -> None:

@@ -226,6 +226,11 @@ class DiscoveryManager:
         """Take the config file's new ``discovery:`` block (a reload): its settings, and its sources added,
         changed (rebuilt) or removed. Sources registered through REST stay. Returns the source ids by outcome."""
         self.settings = settings
+        if settings.enabled and self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._refresh_loop(), name="discovery")
+        elif not settings.enabled and self._loop_task is not None:
+            self._loop_task.cancel()
+            self._loop_task = None
         out: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "unchanged": []}
         wanted = dict(declared_sources(settings))
         for sid in [sid for sid, st in self.sources.items() if st.origin == "config" and sid not in wanted]:
