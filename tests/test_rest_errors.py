@@ -49,7 +49,11 @@ async def lenient(api_factory) -> AsyncIterator[tuple[Hangar, httpx.AsyncClient]
         (errors.McpServerNotFoundError("x"), 404),
         (errors.ValidationError("bad"), 422),
         (errors.RateLimitExceeded("slow down"), 429),
-        (errors.CompactionError("compaction failed"), 500),
+        (errors.CompactionError("hangar", "it has no snapshot"), 500),
+        (errors.AuthenticationError("who are you"), 401),
+        (errors.AccessDeniedError("not you"), 403),
+        (errors.ToolAccessDeniedError("not this tool", {"scope": "mcp_server"}), 403),
+        (errors.BuiltinRoleError("fixed"), 409),
         (errors.HangarError("other"), 500),
         (errors.ConflictError("exists"), 409),
         (errors.StoreError("disk"), 503),
@@ -64,8 +68,11 @@ async def test_each_domain_error_maps_to_its_status_in_the_envelope(lenient, mon
         raise exc
 
     monkeypatch.setattr(hangar, "system_info", fail)
-    message = assert_envelope(await client.get("/api/system"), status, type(exc).__name__)
+    response = await client.get("/api/system")
+    message = assert_envelope(response, status, type(exc).__name__)
     assert message == exc.message
+    if status == 429:
+        assert response.headers["retry-after"] == "1"
 
 
 async def test_an_unexpected_exception_is_a_500_envelope_without_internals(lenient, monkeypatch) -> None:

@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -27,6 +27,9 @@ from . import __version__
 from .config import LoadedConfig, find_config_path, load_config
 from .errors import ConfigError, HangarError
 from .logs import setup_logging
+
+if TYPE_CHECKING:
+    from .hangar import Hangar
 
 app = typer.Typer(
     name="mcp-hangar",
@@ -37,6 +40,8 @@ app = typer.Typer(
 )
 config_app = typer.Typer(help="Work with configuration files.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+auth_app = typer.Typer(help="Authentication: the first admin key.", no_args_is_help=True)
+app.add_typer(auth_app, name="auth")
 
 log = logging.getLogger("mcp_hangar")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -163,7 +168,7 @@ def serve(
     _setup_logging(level, settings.json_logs if json_logs is None else json_logs)
     for warning in loaded.warnings:
         log.warning("%s", warning)
-    if http and not _is_loopback(host) and not unsafe_no_auth:
+    if http and not _is_loopback(host) and not unsafe_no_auth and not loaded.config.auth.enabled:
         raise _fail(f"refusing to serve on non-loopback address {host!r} without authentication; "
                     "enable auth or pass --unsafe-no-auth", 1)
     directory = (data_dir or default_data_dir()).expanduser()
@@ -201,9 +206,15 @@ def _fast_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 
 
 def _ignore_sighup() -> None:
-    # SIGHUP is reserved for config reload; until then it must not kill the process.
+    # SIGHUP reloads the config once Hangar has started; until then it must not kill the process.
     with contextlib.suppress(ValueError, AttributeError):
-        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP received; config reload is not enabled"))
+        signal.signal(signal.SIGHUP, lambda *_: log.info("SIGHUP received while starting; ignored"))
+
+
+def _reload_on_sighup(hangar: Hangar) -> None:
+    """From now on SIGHUP reloads the config file (the same path as POST /api/config/reload)."""
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangar.reloader.request, "sighup")
 
 
 def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_level: str) -> int:
@@ -254,6 +265,7 @@ def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_
         # state database) is a clean error and exit code rather than a server startup traceback.
         try:
             await hangar.start()
+            _reload_on_sighup(hangar)
             settle_heap()
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
@@ -293,9 +305,10 @@ async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP received; config reload is not enabled"))
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.info("SIGHUP received while starting; ignored"))
     try:
         await hangar.start()
+        _reload_on_sighup(hangar)
         settle_heap()
         from .front.stdio import serve_stdio
 
@@ -327,6 +340,47 @@ def config_check(
         typer.echo(f"warning: {warning}", err=True)
     n = len(loaded.config.mcp_servers)
     typer.echo(f"OK: {path} is valid ({n} MCP server{'s' if n != 1 else ''})")
+
+
+from .cli_config import register as _register_config_commands  # noqa: E402  (after config_app exists)
+
+_register_config_commands(config_app)
+
+
+@auth_app.command("bootstrap-admin")
+def auth_bootstrap_admin(
+    principal: Annotated[str, typer.Option(help="The admin principal, e.g. user:alice.")],
+    config: Annotated[str | None, typer.Option("--config", "-c", help="Config file (found as for serve).")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Where state is kept (as for serve).")] = None,
+    key_name: Annotated[str, typer.Option(help="A name for the key.")] = "bootstrap-admin",
+) -> None:
+    """Create the first admin key and print it. Works once per data directory; a second run refuses."""
+    from .auth.settings import check_principal
+    from .auth.storage import AuthStore
+
+    _load(config, lenient=True)  # a broken config is reported here rather than at the next serve
+    try:
+        check_principal(principal)
+    except ValueError as exc:
+        typer.echo(f"error: --principal: {exc}", err=True)
+        raise typer.Exit(1) from None
+    store = AuthStore((data_dir or default_data_dir()).expanduser() / "auth.db")
+    try:
+        store.open_sync()
+        try:
+            made = store.bootstrap_admin_sync(principal, key_name)
+        finally:
+            store.close_sync()
+    except HangarError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(2) from None
+    if made is None:
+        typer.echo("error: an admin key was bootstrapped before; create further keys with "
+                   "POST /api/auth/keys using an admin key", err=True)
+        raise typer.Exit(1)
+    raw, key = made
+    typer.echo(f"admin key for {principal} (key_id {key.key_id}); it is shown only now:", err=True)
+    typer.echo(raw)
 
 
 def main() -> None:

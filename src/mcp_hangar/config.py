@@ -20,6 +20,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .auth.settings import AuthSettings, ToolAccessSpec, split_tools_field
 from .errors import ConfigError
 from .group_config import GroupSpec, cross_check, hoist_inline_groups, original_loc
 
@@ -106,6 +107,8 @@ class ServerSpec(_Strict):
     max_response_bytes: int = Field(default=10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     auto_start: bool = False
     tools: list[ToolDecl] | None = None
+    # Which of its tools clients may see and call; in YAML also written `tools: {allow_list, deny_list}`.
+    tool_access: ToolAccessSpec | None = None
     # Validated here; run by the docker and remote upstream adapters.
     # docker mode: the container's image and its hardening (see docs/docker.md).
     image: str | None = None
@@ -126,6 +129,11 @@ class ServerSpec(_Strict):
     auth: dict[str, Any] | None = None
     tls: dict[str, Any] | None = None
     http: RemoteHttpSettings = Field(default_factory=RemoteHttpSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tools_policy_form(cls, data: Any) -> Any:
+        return split_tools_field(data)
 
     @field_validator("command", mode="before")
     @classmethod
@@ -285,6 +293,25 @@ class DiscoverySettings(_Strict):
         return self
 
 
+class ConfigReloadSettings(_Strict):
+    """Hot reload of this file and its backups (see docs/configuration.md)."""
+
+    enabled: bool = True  # watch the file and apply saved changes; SIGHUP, REST and the MCP tool always work
+    use_watchdog: bool = True  # watch file-system events; false: look at the file every interval_s
+    interval_s: float = Field(default=5.0, gt=0, le=3600)
+    debounce_ms: int = Field(default=200, ge=10, le=10_000)  # a burst of writes is applied once
+    backup_count: int = Field(default=5, ge=1, le=1000)  # rotating .bak1 (newest) ... .bakN
+
+
+class EventStoreSettings(_Strict):
+    """Retention of the durable event log (``events.db``); ``observability.event_log_max_events`` caps the count."""
+
+    driver: Literal["sqlite"] = "sqlite"
+    max_age_s: float | None = Field(default=None, gt=0)  # events older than this are removed
+    max_size_mb: float | None = Field(default=None, gt=0)  # the oldest events go until the log is below this
+    retention_interval_s: float = Field(default=60.0, gt=0, le=86400)  # how often the policy runs
+
+
 class HangarConfig(_Strict):
     """The whole file."""
 
@@ -295,6 +322,9 @@ class HangarConfig(_Strict):
     ssrf: SsrfSettings = Field(default_factory=SsrfSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     discovery: DiscoverySettings | None = None  # absent: discovery is off and its routes answer 404
+    config_reload: ConfigReloadSettings = Field(default_factory=ConfigReloadSettings)
+    event_store: EventStoreSettings = Field(default_factory=EventStoreSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     @field_validator("discovery", mode="before")
     @classmethod
@@ -346,6 +376,8 @@ class LoadedConfig:
     path: Path | None  # None for the embedded default
     raw: dict[str, Any]  # the document before interpolation (keeps ${ENV} references)
     warnings: list[str] = field(default_factory=list)
+    lenient: bool = False  # loaded with unknown keys as warnings (a reload reads the file the same way)
+    text: str = ""  # the file as read
 
     @property
     def source(self) -> str:
@@ -453,7 +485,8 @@ def _known_keys(loc: Loc) -> list[str]:
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {"logging": LoggingSettings, "front": FrontSettings, "ssrf": SsrfSettings,
-                                       "observability": ObservabilitySettings, "discovery": DiscoverySettings}
+                                       "observability": ObservabilitySettings, "discovery": DiscoverySettings,
+                                       "config_reload": ConfigReloadSettings, "event_store": EventStoreSettings}
 
 
 def _nested_model(model: type[BaseModel], part: str | int) -> tuple[type[BaseModel], int] | None:
@@ -553,7 +586,7 @@ def load_config(path: Path | None, lenient: bool = False) -> LoadedConfig:
     if path is None:
         text = resources.files("mcp_hangar").joinpath("default_config.yaml").read_text("utf-8")
         cfg, raw, warnings = parse_config_text(text, "<embedded default>", lenient)
-        return LoadedConfig(cfg, None, raw, warnings)
+        return LoadedConfig(cfg, None, raw, warnings, lenient, text)
     try:
         text = path.read_text("utf-8")
     except FileNotFoundError:
@@ -561,7 +594,7 @@ def load_config(path: Path | None, lenient: bool = False) -> LoadedConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigFileMissing(f"{path}: cannot read: {exc}") from None
     cfg, raw, warnings = parse_config_text(text, str(path), lenient)
-    return LoadedConfig(cfg, path, raw, warnings)
+    return LoadedConfig(cfg, path, raw, warnings, lenient, text)
 
 
 class ConfigFileMissing(ConfigError):
@@ -599,3 +632,11 @@ def spec_to_dict(spec: ServerSpec) -> dict[str, Any]:
     out = spec.model_dump(exclude_defaults=True, mode="json")
     out["mode"] = spec.mode
     return out
+
+
+def interpolate(value: Any) -> Any:
+    """``value`` (a string, or a list or mapping of them) with ``${ENV}`` references resolved as the loader
+    resolves them; None when a referenced variable is not set and has no default."""
+    problems: list[tuple[Loc, str]] = []
+    out = _interpolate(value, (), problems)
+    return None if problems else out

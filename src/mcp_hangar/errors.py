@@ -12,13 +12,20 @@ uses ``jsonrpc_code``, the CLI uses ``exit_code``.
     │   ├── GroupMemberNotFoundError         404   (the server is not a member of that group)
     │   ├── DiscoveryNotConfigured           404   (no `discovery:` block: every discovery route)
     │   ├── DiscoverySourceNotFoundError     404
+    │   ├── ApiKeyNotFoundError              404
+    │   ├── RoleNotFoundError                404
     │   └── DiscoveredServerNotFoundError    404   (no pending or quarantined server of that name)
     ├── ValidationError                      422
     │   └── ConfigError                      422   (config file problems, with file/line/key)
     ├── ConflictError                        409
-    ├── RateLimitExceeded                    429
-    ├── CompactionError                      500
+    │   └── BuiltinRoleError                 409   (built-in roles cannot be changed or deleted)
+    ├── AuthenticationError                  401   (no key, an unknown, expired or revoked key, lockout)
+    ├── AccessDeniedError                    403   (the principal lacks the permission the table names)
+    │   └── ToolAccessDeniedError            403   (a tool access policy refuses the tool; names the rule)
+    ├── RateLimitExceeded                    429   (a token bucket is empty: retry_after_s says when)
+    ├── CompactionError                      500   (compacting a stream that has no snapshot)
     ├── StoreError                           503
+    │   └── ConfigNotWritableError           503   (the config file's folder refuses a backup)
     ├── DiscoverySourceError                 503   (a discovery source could not be read: engine down, ...)
     └── UpstreamError                        502   (anything an upstream server did wrong)
         ├── McpServerStartError              502   (spawn failed, handshake failed or timed out)
@@ -92,16 +99,60 @@ class ConflictError(HangarError):
     status_code = 409
 
 
+class BuiltinRoleError(ConflictError):
+    """Built-in roles are fixed: they cannot be created, changed or deleted through the API."""
+
+
+class AuthenticationError(HangarError):
+    """No credential, or one that is unknown, expired or revoked (never says which key)."""
+
+    status_code = 401
+    jsonrpc_code = -32004
+
+
+class AccessDeniedError(HangarError):
+    """The caller is known but lacks the permission the route, stream or tool needs."""
+
+    status_code = 403
+    jsonrpc_code = -32003
+
+
+class ToolAccessDeniedError(AccessDeniedError):
+    """A tool access policy refuses the tool; ``rule`` names the scope, target and pattern that did."""
+
+    def __init__(self, message: str, rule: dict[str, Any]) -> None:
+        super().__init__(message, rule=rule)
+        self.rule = rule
+
+
 class RateLimitExceeded(HangarError):
+    """A token bucket is empty; the call may be retried after ``retry_after_s`` seconds."""
+
     status_code = 429
+    jsonrpc_code = -32029
+
+    def __init__(self, message: str, retry_after_s: float = 1.0, **details: Any) -> None:
+        super().__init__(message, retry_after_s=retry_after_s, **details)
+        self.retry_after_s = retry_after_s
 
 
 class CompactionError(HangarError):
+    """A stream cannot be compacted (it has no snapshot to stand in for the removed events)."""
+
     status_code = 500
+
+    def __init__(self, stream_id: str, reason: str) -> None:
+        super().__init__(f"cannot compact stream '{stream_id}': {reason}", stream_id=stream_id, reason=reason)
+        self.stream_id = stream_id
+        self.reason = reason
 
 
 class StoreError(HangarError):
     status_code = 503
+
+
+class ConfigNotWritableError(StoreError):
+    """The config file's folder cannot take a backup."""
 
 
 class UpstreamError(HangarError):
@@ -194,3 +245,13 @@ class DiscoverySourceError(HangarError):
     """A discovery source could not be read (the engine is down, the folder is missing, ...)."""
 
     status_code = 503
+
+
+class ApiKeyNotFoundError(NotFoundError):
+    def __init__(self, key_id: str) -> None:
+        super().__init__(f"API key '{key_id}' not found", key_id=key_id)
+
+
+class RoleNotFoundError(NotFoundError):
+    def __init__(self, role_name: str) -> None:
+        super().__init__(f"role '{role_name}' not found", role_name=role_name)

@@ -11,10 +11,14 @@ the same step of the event loop knows exactly where stored events end and live o
 WebSocket replay (``since``) has no gap and no duplicate. Live consumers attach with ``add_tap`` and
 receive ``(position, event)`` right after the event is stamped.
 
-``EventLog`` holds the backend-independent part (stamping, buffering, taps, the writer loop);
-``SqliteEventLog`` stores it in SQLite (WAL) in ``events.db`` under the data directory. Snapshots
-and compaction of a stream (``snapshots`` table, ``compact_stream`` raising ``CompactionError``)
-belong here as further methods of ``EventLog`` backed by each implementation.
+A stream may have a snapshot: a state standing for its events up to a version. Compaction deletes
+the events a snapshot stands for; a stream without a snapshot cannot be compacted (``CompactionError``).
+Retention (``apply_retention``, run in the background by ``event_retention``) keeps the log bounded by
+age and by size.
+
+``EventLog`` holds the backend-independent part (stamping, buffering, taps, the writer loop) and is the
+one interface every backend implements; ``SqliteEventLog`` stores it in SQLite (WAL) in ``events.db``
+under the data directory. A PostgreSQL backend implements the same abstract methods.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from .errors import StoreError
+from .errors import CompactionError, StoreError, ValidationError
 from .events import Event, EventBus
 from .sqlite import SqliteAccess, flush_loop
 
@@ -69,6 +73,14 @@ class StoredEvent:
     event_id: str
     occurred_at: float
     data: dict[str, Any]  # the event's dict (``event_type``, ``event_id``, ``occurred_at``, fields, ``produced_by``)
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    stream_id: str
+    version: int  # the snapshot stands for the stream's events up to and including this version
+    state: dict[str, Any]
+    created_at: float
 
 
 # (position, stream id, stream version, event): a plain tuple, the cheapest thing to build per event.
@@ -177,6 +189,57 @@ class EventLog(abc.ABC):
         return (position, stream, version, event.event_type, event.event_id, event.occurred_at,
                 event_json(event, self.produced_by).decode())
 
+    # ------------------------------------------------------------------ snapshots, compaction, retention
+
+    def stream_version(self, stream_id: str) -> int:
+        """The last version stamped in ``stream_id`` (0: no event yet)."""
+        return self._versions.get(stream_id, 0)
+
+    async def save_snapshot(self, stream_id: str, state: dict[str, Any], version: int | None = None) -> Snapshot:
+        """Record ``state`` as standing for ``stream_id`` up to ``version`` (default: its last event).
+        Pending events are written first, so a snapshot never refers to events not yet on disk."""
+        await self.flush()
+        last = self.stream_version(stream_id)
+        version = last if version is None else version
+        if not 1 <= version <= last:
+            raise ValidationError(f"stream '{stream_id}' has versions 1..{last}; cannot snapshot version {version}")
+        snapshot = Snapshot(stream_id, version, dict(state), time.time())
+        await self._save_snapshot(snapshot)
+        return snapshot
+
+    async def compact_stream(self, stream_id: str) -> int:
+        """Delete the events of ``stream_id`` that its latest snapshot stands for; return how many went.
+        Raises ``CompactionError`` when the stream has no snapshot."""
+        await self.flush()
+        snapshot = await self.load_snapshot(stream_id)
+        if snapshot is None:
+            raise CompactionError(stream_id, "it has no snapshot; save a snapshot before compacting")
+        return await self._delete_stream_events(stream_id, snapshot.version)
+
+    @abc.abstractmethod
+    async def _save_snapshot(self, snapshot: Snapshot) -> None:
+        """Store ``snapshot`` unless the stream already has one of a later version."""
+
+    @abc.abstractmethod
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        """The latest snapshot of ``stream_id``, or None."""
+
+    @abc.abstractmethod
+    async def snapshotted_streams(self) -> list[str]:
+        """Every stream that has a snapshot."""
+
+    @abc.abstractmethod
+    async def _delete_stream_events(self, stream_id: str, up_to_version: int) -> int: ...
+
+    @abc.abstractmethod
+    async def apply_retention(self, max_age_s: float | None, max_size_bytes: int | None) -> tuple[int, int]:
+        """Delete events older than ``max_age_s``, then the oldest until the stored events take at most
+        ``max_size_bytes``; return (removed by age, removed by size)."""
+
+    @abc.abstractmethod
+    async def size_bytes(self) -> int:
+        """The space the stored events take (not counting free pages kept for reuse)."""
+
     # ------------------------------------------------------------------ storage (one per backend)
 
     @abc.abstractmethod
@@ -228,6 +291,12 @@ CREATE TABLE IF NOT EXISTS streams (
     version INTEGER NOT NULL,
     updated_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS snapshots (
+    stream_id TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state_data TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
 """
 
 _COLUMNS = "global_position, stream_id, stream_version, event_type, event_id, occurred_at, data"
@@ -254,6 +323,8 @@ class SqliteEventLog(SqliteAccess, EventLog):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            # Before anything else, so a new file gets it: retention can then give space back to the disk.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
@@ -326,3 +397,58 @@ class SqliteEventLog(SqliteAccess, EventLog):
         row = await self._run(lambda c: c.execute(
             "SELECT MIN(global_position), MAX(global_position), COUNT(*) FROM events").fetchone())
         return (int(row[0] or 0), int(row[1] or 0), int(row[2] or 0))
+
+    async def _save_snapshot(self, snapshot: Snapshot) -> None:
+        await self._run(lambda c: c.execute(
+            "INSERT INTO snapshots (stream_id, version, state_data, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(stream_id) DO UPDATE SET version = excluded.version, state_data = excluded.state_data, "
+            "created_at = excluded.created_at WHERE excluded.version >= snapshots.version",
+            (snapshot.stream_id, snapshot.version, orjson.dumps(snapshot.state, default=str).decode(),
+             snapshot.created_at)))
+
+    async def load_snapshot(self, stream_id: str) -> Snapshot | None:
+        row = await self._run(lambda c: c.execute(
+            "SELECT stream_id, version, state_data, created_at FROM snapshots WHERE stream_id = ?",
+            (stream_id,)).fetchone())
+        return Snapshot(row[0], int(row[1]), orjson.loads(row[2]), float(row[3])) if row else None
+
+    async def snapshotted_streams(self) -> list[str]:
+        rows = await self._run(lambda c: c.execute("SELECT stream_id FROM snapshots ORDER BY stream_id").fetchall())
+        return [str(r[0]) for r in rows]
+
+    async def _delete_stream_events(self, stream_id: str, up_to_version: int) -> int:
+        return await self._run(lambda c: c.execute(
+            "DELETE FROM events WHERE stream_id = ? AND stream_version <= ?", (stream_id, up_to_version)).rowcount)
+
+    async def size_bytes(self) -> int:
+        return await self._run(_used_bytes)
+
+    async def apply_retention(self, max_age_s: float | None, max_size_bytes: int | None) -> tuple[int, int]:
+        def work(c: sqlite3.Connection) -> tuple[int, int]:
+            by_age = by_size = 0
+            if max_age_s is not None:
+                by_age = c.execute("DELETE FROM events WHERE occurred_at < ?", (time.time() - max_age_s,)).rowcount
+            for _ in range(8) if max_size_bytes is not None else ():
+                used = _used_bytes(c)
+                assert max_size_bytes is not None
+                count = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+                if used <= max_size_bytes or not count:
+                    break
+                # Remove a share of the oldest events proportional to the excess (plus a margin).
+                share = min(1.0, (used - max_size_bytes) / used + 0.05)
+                cut = c.execute("SELECT global_position FROM events ORDER BY global_position LIMIT 1 OFFSET ?",
+                                (max(0, int(count * share) - 1),)).fetchone()
+                by_size += c.execute("DELETE FROM events WHERE global_position <= ?", (cut[0],)).rowcount
+            if by_age or by_size:
+                c.executescript("PRAGMA incremental_vacuum;")  # stepped to the end: every free page goes
+                c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return by_age, by_size
+
+        return await self._run(work)
+
+
+def _used_bytes(c: sqlite3.Connection) -> int:
+    pages = c.execute("PRAGMA page_count").fetchone()[0]
+    free = c.execute("PRAGMA freelist_count").fetchone()[0]
+    size = c.execute("PRAGMA page_size").fetchone()[0]
+    return int((pages - free) * size)

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
+from .auth.settings import ToolAccessSpec
 from .errors import ValidationError
 from .strategies import check_strategy
 
@@ -58,6 +59,7 @@ class GroupSpec(_Strict):
     circuit_breaker: CircuitBreakerSettings = Field(default_factory=CircuitBreakerSettings)
     retry: GroupRetrySettings = Field(default_factory=GroupRetrySettings)
     members: list[GroupMemberSpec] = Field(default_factory=list)
+    tools: ToolAccessSpec | None = None  # the group's tool access policy (narrows its members')
 
     @field_validator("strategy")
     @classmethod

@@ -220,6 +220,52 @@ class GroupManager:
         group.refresh("member removed")
         return group
 
+    async def apply_declared(self, group_id: str, spec: GroupSpec | None) -> str:
+        """Make group ``group_id`` what the config file now declares (None: no longer declared). A group
+        created through REST with the same id is taken over by the file. Members keep their health.
+        Returns ``added``, ``updated``, ``removed`` or ``unchanged``."""
+        async with self._changes:
+            group = self.groups.get(group_id)
+            if spec is None:
+                if group is None:
+                    return "unchanged"
+                self.groups.pop(group_id, None)
+                self._index()
+                self._bus.publish(GroupDeleted(group_id=group_id))
+                return "removed"
+            if group is None:
+                group = self._install(group_id, spec, "config")
+                if spec.auto_start:
+                    for member in group.members:
+                        self._spawn(self._start_member(member.server))
+                return "added"
+            adopted = group.source != "config"
+            if adopted:
+                await self._store.delete_group(group_id)
+                group.source = "config"
+            if group_to_dict(group.spec) == group_to_dict(spec):
+                return "updated" if adopted else "unchanged"
+            changed = sorted(k for k in GroupSpec.model_fields if getattr(group.spec, k) != getattr(spec, k))
+            wanted = {m.member_id: m for m in spec.members}
+            for member in list(group.members):
+                if member.member_id not in wanted:
+                    group.remove(member.member_id)
+                    self._bus.publish(GroupMemberRemoved(group_id=group_id, member_id=member.member_id,
+                                                         reason="config_reload"))
+            for member_spec in spec.members:
+                current = group.member(member_spec.member_id)
+                server = self._servers.get(member_spec.member_id)
+                if current is None and server is not None:
+                    group.add(member_spec, server)
+                    self._bus.publish(GroupMemberAdded(group_id=group_id, member_id=member_spec.member_id,
+                                                       weight=member_spec.weight, priority=member_spec.priority))
+                elif current is not None:
+                    current.weight, current.priority = member_spec.weight, member_spec.priority
+            self._index()
+            group.configure(spec)  # also re-reads the members' weights and priorities
+            self._bus.publish(GroupUpdated(group_id=group_id, changed_fields=changed))
+            return "updated"
+
     async def _save(self, group: Group, spec: GroupSpec) -> None:
         if group.source == "api":
             await self._store.save_group(group.group_id, group_to_dict(spec))

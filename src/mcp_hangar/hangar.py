@@ -22,10 +22,12 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from . import __version__
+from .auth.service import AuthService
 from .config import LoadedConfig, ServerSpec, format_validation_error, spec_to_dict, validate_server_id
 from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
 from .event_log import EventLog, SqliteEventLog
+from .event_retention import retention_loop
 from .events import (
     EventBus,
     McpServerDeregistered,
@@ -37,6 +39,7 @@ from .group_manager import GroupManager
 from .groups import Group
 from .models import State
 from .reaper import Reaper
+from .reload import ConfigReloader
 from .store import HistoryWriter, Store
 from .supervisor import ManagedServer
 from .upstream.base import JsonObject
@@ -85,6 +88,8 @@ class Hangar:
         self.groups = GroupManager(bus=self.bus, store=self.store, servers=self.servers, spawn=self._spawn)
         # None when the config file has no `discovery:` block (its routes and tools then answer 404).
         self.discovery = DiscoveryManager(self) if loaded.config.discovery is not None else None
+        self.auth = AuthService(loaded.config.auth, data_dir / "auth.db", self.bus, self)
+        self.reloader = ConfigReloader(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -109,13 +114,18 @@ class Hangar:
             self._register(sid, spec, "api", remembered.get(sid))
         await self._remove_orphan_containers()
         await self.groups.start(self.loaded.config.groups)
+        await self.auth.open()
         if self.discovery is not None:
             await self.discovery.start()
         self._tasks = [
             asyncio.create_task(self._ticker(), name="hangar-ticker"),
             asyncio.create_task(self.history.run(), name="hangar-history"),
             asyncio.create_task(self.event_log.run(), name="hangar-event-log"),
+            asyncio.create_task(retention_loop(self.event_log, self.loaded.config.event_store),
+                                name="hangar-event-retention"),
         ]
+        if self.loaded.path is not None and self.loaded.config.config_reload.enabled:
+            self._tasks.append(asyncio.create_task(self.reloader.watch(), name="hangar-config-watch"))
         for server in self.servers.values():
             if server.spec.auto_start:
                 self._spawn(self._auto_start(server))
@@ -160,10 +170,15 @@ class Hangar:
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+        await self.auth.close()
         await self.history.close()
         await self.event_log.close()
         await self.store.close()
         await asyncio.to_thread(self.reaper.stop)
+
+    def spawn(self, coro: Any) -> None:
+        """Run ``coro`` in the background; it is cancelled (after a short grace) when Hangar closes."""
+        self._spawn(coro)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -278,6 +293,14 @@ class Hangar:
             await self.discovery.forget(server_id)
         self.servers.pop(server_id, None)
         self.bus.publish(McpServerDeregistered(mcp_server_id=server_id, reason=reason))
+
+    def register_declared(self, server_id: str, spec: ServerSpec) -> ManagedServer:
+        """A server the config file declares joins the fleet (a reload added it): cold, or starting
+        when ``auto_start``."""
+        server = self._register(server_id, spec, "config")
+        if spec.auto_start:
+            self._spawn(self._auto_start(server))
+        return server
 
     def register_discovered(self, server_id: str, spec: ServerSpec,
                             tools: list[JsonObject] | None = None) -> ManagedServer:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from .config_state import sanitize
 from .supervisor import ManagedServer
 
 
@@ -28,7 +29,8 @@ def server_detail(server: ManagedServer) -> dict[str, Any]:
     upstream = server.upstream
     return {
         **server_summary(server),
-        "spec": server.spec.model_dump(mode="json", exclude_defaults=True) | {"mode": server.spec.mode},
+        # Secret-looking values (env API_KEY, auth tokens, ...) are masked, as in GET /api/config.
+        "spec": sanitize(server.spec.model_dump(mode="json", exclude_defaults=True) | {"mode": server.spec.mode}),
         "tools": server.tools,
         "health": server.health(),
         "idle_time_s": round(time.monotonic() - server.last_used, 3) if server.alive else None,

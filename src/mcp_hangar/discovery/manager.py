@@ -24,7 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
-from ..config import DiscoverySourceSpec, ServerSpec, spec_to_dict
+from ..config import DiscoverySettings, DiscoverySourceSpec, ServerSpec, spec_to_dict
+from ..config_state import declared_sources
 from ..errors import (
     ConflictError,
     DiscoveredServerNotFoundError,
@@ -90,10 +91,7 @@ class DiscoveryManager:
             self.records[record.name] = record
             if record.approved_spec is not None:
                 self._restore(record)
-        types = [s.source_type for s in self.settings.sources]
-        for index, spec in enumerate(self.settings.sources):
-            sid = spec.id or (spec.source_type if types.count(spec.source_type) == 1
-                              else f"{spec.source_type}-{index + 1}")
+        for sid, spec in declared_sources(self.settings):
             self._install(sid, spec, "config")
         for sid, data in (await self.hangar.store.load_discovery_sources()).items():
             if sid in self.sources:
@@ -223,6 +221,38 @@ class DiscoveryManager:
             for record in [r for r in self.records.values() if r.source_id == source_id]:
                 if record.approved_spec is None and record.status != "rejected":
                     await self._drop(record, "source_removed")
+
+    async def apply_declared(self, settings: DiscoverySettings) -> dict[str, list[str]]:
+        """Take the config file's new ``discovery:`` block (a reload): its settings, and its sources added,
+        changed (rebuilt) or removed. Sources registered through REST stay. Returns the source ids by outcome."""
+        self.settings = settings
+        if settings.enabled and self._loop_task is None:
+            self._loop_task = asyncio.get_running_loop().create_task(self._refresh_loop(), name="discovery")
+        elif not settings.enabled and self._loop_task is not None:
+            self._loop_task.cancel()
+            self._loop_task = None
+        out: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "unchanged": []}
+        wanted = dict(declared_sources(settings))
+        for sid in [sid for sid, st in self.sources.items() if st.origin == "config" and sid not in wanted]:
+            await self.remove_source(sid)
+            out["removed"].append(sid)
+        for sid, spec in wanted.items():
+            state = self.sources.get(sid)
+            if state is None:
+                fresh = self._install(sid, spec, "config")
+                if fresh.spec.enabled:
+                    self.request_scan(fresh, "startup")
+                out["added"].append(sid)
+                continue
+            if state.origin != "config":  # the file takes over a source registered through REST
+                await self.hangar.store.delete_discovery_source(sid)
+                state.origin = "config"
+            elif state.spec == spec:
+                out["unchanged"].append(sid)
+                continue
+            await self.update_source(sid, spec.model_dump(mode="json", exclude={"id"}))
+            out["updated"].append(sid)
+        return out
 
     # ------------------------------------------------------------------ scanning
 

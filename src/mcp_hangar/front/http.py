@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import orjson
 from starlette.types import Receive, Scope, Send
 
+from ..auth.guard import PRINCIPAL_SCOPE_KEY
 from .inbound import ERROR_CODE_HTTP_STATUS, duplicated_routing_header
 from .session import (
     INVALID_REQUEST,
@@ -177,7 +178,7 @@ class McpHttpEndpoint:
         if version in MODERN_VERSIONS or _has_modern_meta(message):
             await self._post_modern(scope, receive, send, headers, message)
         else:
-            await self._post_legacy(receive, send, headers, message)
+            await self._post_legacy(scope, receive, send, headers, message)
 
     async def _post_modern(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                            message: JsonObject) -> None:
@@ -188,9 +189,10 @@ class McpHttpEndpoint:
                                                   f"{duplicated} header appears more than once"))
             return
         session = FrontSession(self.front, None, transport="http")
+        session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
         await _serve_request(session, receive, send, headers, message, _modern_status, cancel_on_disconnect=True)
 
-    async def _post_legacy(self, receive: Receive, send: Send, headers: Mapping[str, str],
+    async def _post_legacy(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                            message: JsonObject) -> None:
         version = headers.get(VERSION_HEADER)
         if version is not None and version not in LEGACY_VERSIONS:
@@ -200,6 +202,7 @@ class McpHttpEndpoint:
         if message.get("method") == "initialize":
             session_id = secrets.token_hex(16)
             session = LegacyHttpSession(self.front, session_id)
+            session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
             response = await session.handle(message)
             if response is not None and "result" in response:
                 self.sessions[session_id] = session
@@ -221,6 +224,12 @@ class McpHttpEndpoint:
             existing = None
         if existing is None:
             await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
+            return
+        principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        if existing.principal is not None and getattr(principal, "principal_id", None) != \
+                existing.principal.principal_id:  # a session belongs to the key that opened it
+            await _json(send, 403, error_response(message.get("id"), -32003, "this session belongs to another "
+                                                                             "principal"))
             return
         existing.last_seen = time.monotonic()
         await _serve_request(existing, receive, send, headers, message, lambda _: 200, cancel_on_disconnect=False)

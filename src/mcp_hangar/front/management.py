@@ -20,6 +20,8 @@ from ..models import State
 from ..views import server_detail, server_summary
 
 if TYPE_CHECKING:
+    from ..auth.guard import Guard
+    from ..auth.permissions import Principal
     from ..hangar import Hangar
 
 JsonObject = dict[str, Any]
@@ -76,6 +78,11 @@ MANAGEMENT_TOOLS: list[JsonObject] = [
     _tool("hangar_group_list", "List the server groups: state, strategy, circuit and every member's health."),
     _tool("hangar_group_rebalance", "Re-check every member of a group, re-admit the recovered ones and reset its "
           "circuit breaker.", {"group": {"type": "string", "description": "group id"}}, ["group"], read_only=False),
+    _tool("hangar_reload_config", "Re-read the config file and apply it: servers added, removed, restarted (launch "
+          "settings changed) or updated in place; an invalid file changes nothing and the error names the line.",
+          {"graceful": {"type": "boolean", "default": True,
+                        "description": "accepted for compatibility; running calls always finish"}},
+          read_only=False),
     *DISCOVERY_TOOLS,
     _tool("hangar_whoami", "The identity this MCP session acts as."),
 ]
@@ -99,8 +106,9 @@ def _server_arg(args: JsonObject) -> str:
 class Management:
     """Runs management tools against the Hangar core."""
 
-    def __init__(self, hangar: Hangar) -> None:
+    def __init__(self, hangar: Hangar, guard: Guard | None = None) -> None:
         self.hangar = hangar
+        self.guard = guard
         self._handlers: dict[str, Callable[[JsonObject], Awaitable[JsonObject]]] = {
             "hangar_list": self._list,
             "hangar_status": self._status,
@@ -112,14 +120,21 @@ class Management:
             "hangar_call": self._call,
             "hangar_group_list": self._group_list,
             "hangar_group_rebalance": self._group_rebalance,
+            "hangar_reload_config": self._reload_config,
             "hangar_whoami": self._whoami,
             **discovery_handlers(hangar),
         }
 
-    async def call(self, name: str, arguments: JsonObject) -> JsonObject:
-        """Run one tool. Hangar errors become ``isError`` results the model can read and act on."""
+    async def call(self, name: str, arguments: JsonObject, principal: Principal | None = None) -> JsonObject:
+        """Run one tool. Hangar errors become ``isError`` results the model can read and act on.
+
+        The two tools that depend on who calls get the caller's ``principal``."""
         handler = self._handlers[name]
         try:
+            if name == "hangar_call":
+                return json_result(await self._call(arguments, principal))
+            if name == "hangar_whoami" and self.guard is not None:
+                return json_result(self.guard.whoami(principal))
             return json_result(await handler(arguments))
         except HangarError as exc:
             return json_result({"error": exc.error_name, "message": exc.message}, is_error=True)
@@ -158,7 +173,8 @@ class Management:
 
     async def _tools(self, args: JsonObject) -> JsonObject:
         server = self.hangar.get(_server_arg(args))
-        return {"mcp_server": server.server_id, "tools_origin": server.tools_origin, "tools": server.tools}
+        tools = self.hangar.auth.permitted_tools(server.server_id, server.tools)  # as REST: policy applied
+        return {"mcp_server": server.server_id, "tools_origin": server.tools_origin, "tools": tools}
 
     async def _details(self, args: JsonObject) -> JsonObject:
         return server_detail(self.hangar.get(_server_arg(args)))
@@ -176,10 +192,13 @@ class Management:
         group = await self.hangar.groups.rebalance(group_id)
         return {"status": "rebalanced", "group_id": group_id, "group": group.view()}
 
+    async def _reload_config(self, _: JsonObject) -> JsonObject:
+        return {"status": "reloaded", "result": await self.hangar.reloader.reload("mcp_tool")}
+
     async def _whoami(self, _: JsonObject) -> JsonObject:
         return {"authenticated": False, "principal": None, "auth_enabled": False}
 
-    async def _call(self, args: JsonObject) -> JsonObject:
+    async def _call(self, args: JsonObject, principal: Principal | None = None) -> JsonObject:
         calls = args.get("calls")
         if not isinstance(calls, list) or not 1 <= len(calls) <= 100:
             raise ValidationError("'calls' must be a list of 1 to 100 {mcp_server, tool, arguments} objects")
@@ -213,6 +232,8 @@ class Management:
                 else:
                     per_call = float(call.get("timeout") or timeout)
                     try:
+                        if self.guard is not None and self.guard.active:  # the checks of a tools/call
+                            self.guard.check_target(principal, call["mcp_server"], call["tool"])
                         async with asyncio.timeout(min(per_call, float(timeout))):
                             result = await self.hangar.call_tool(call["mcp_server"], call["tool"],
                                                                  call.get("arguments") or {})

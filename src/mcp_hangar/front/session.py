@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import orjson
 
 from .. import __version__, tracing
+from ..auth.guard import Guard, as_error_data
 from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
@@ -32,6 +33,7 @@ from .inbound import load_sdk, sdk
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
+    from ..auth.permissions import Principal
     from ..hangar import Hangar
     from ..supervisor import ManagedServer
 
@@ -114,7 +116,8 @@ class Front:
     def __init__(self, hangar: Hangar) -> None:
         self.hangar = hangar
         self.catalog = Catalog(hangar, MANAGEMENT_TOOLS)
-        self.management = Management(hangar)
+        self.guard = Guard(hangar.auth, self.catalog)
+        self.management = Management(hangar, self.guard)
         self.features = Features(hangar)
         self.sessions: set[FrontSession] = set()
         self.sessions_opened: Counter[tuple[str, str]] = Counter()  # (era, transport), for metrics
@@ -200,6 +203,7 @@ class FrontSession:
         self.client_capabilities: JsonObject = {}
         self.initialized = False
         self.request_headers: Mapping[str, str] | None = None
+        self.principal: Principal | None = None  # who this session acts as (auth on)
         self.log_level: str | None = None
         self._request_id: Any = None
         self.in_flight: dict[Any, asyncio.Task[Any]] = {}
@@ -338,6 +342,11 @@ class FrontSession:
 
     async def _dispatch(self, method: str, params: JsonObject, message: JsonObject,
                         headers: Mapping[str, str] | None) -> JsonObject:
+        if self.front.guard.enforcing:
+            try:
+                self.front.guard.check_method(self.principal, method)
+            except HangarError as exc:
+                raise RpcError(exc.jsonrpc_code, exc.message, as_error_data(exc)) from None
         if self.era != "legacy" and method != "initialize":
             await load_sdk()  # a modern request (or the first of a new stdio client) needs the SDK's checks
         era = self._classify(method, params, message, headers)
@@ -478,7 +487,10 @@ class FrontSession:
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
         if method == "tools/list":
             await self.front.discover_unknown_tools()
-            return self._page("tools", self.front.catalog.tools(), params)
+            tools = self.front.catalog.tools()
+            if self.front.guard.active:
+                tools = self.front.guard.visible(self.principal, tools)
+            return self._page("tools", tools, params)
         if method == "tools/call":
             return await self._tools_call(params)
         features = self.front.features
@@ -524,6 +536,12 @@ class FrontSession:
         route = self.front.catalog.route(name)
         if route is None:
             raise RpcError(INVALID_PARAMS, f"Unknown tool: {name}")
+        guard = self.front.guard
+        if guard.active:
+            try:
+                guard.check_call(self.principal, name, route.server_id, route.tool, arguments or {})
+            except HangarError as exc:
+                raise RpcError(exc.jsonrpc_code, exc.message, as_error_data(exc)) from None
         if self.request_headers is not None:  # HTTP, modern era: Mcp-Param-* must agree with the body
             tool = self.front.catalog.tool(name)
             if tool is not None:
@@ -532,7 +550,7 @@ class FrontSession:
                 if rejection is not None:
                     raise RpcError(rejection.code, rejection.message, rejection.data)
         if route.server_id == MANAGEMENT:
-            return await self.front.management.call(route.tool, arguments or {})
+            return await self.front.management.call(route.tool, arguments or {}, self.principal)
         meta = params.get("_meta")
         try:
             server = self.hangar.target(route.server_id)  # a server, or a group served by its strategy

@@ -99,6 +99,7 @@ async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: in
     writer = _StdoutWriter(out_fd)
     front = Front(hangar)
     session = FrontSession(front, writer.write, transport="stdio")
+    session.principal = hangar.auth.stdio_principal()  # stdio has no credentials: the config names it
     tasks: set[asyncio.Task[Any]] = set()
 
     async def serve_one(message: Any) -> None:

@@ -20,7 +20,8 @@ from ..front.http import McpHttpEndpoint
 from ..front.session import Front
 from ..hangar import Hangar
 from ..metrics import Metrics
-from . import discovery, groups, servers, system
+from . import auth_routes, config, discovery, groups, servers, system
+from .auth import AuthMiddleware
 from .errors import PayloadTooLargeError, envelope, install_error_handlers
 from .log_follow import LogFollowers
 from .ws import PATH as EVENTS_PATH
@@ -225,7 +226,9 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> HangarApp:
     app.include_router(servers.router)
     app.include_router(groups.router)
     app.include_router(system.router)
+    app.include_router(config.router)
     discovery.install(app)
+    app.include_router(auth_routes.router)
     app.add_middleware(ApiBodyLimitMiddleware)
     origins = _env_list("MCP_CORS_ORIGINS")
     # Observability streams: the WebSocket event stream and log follow streams end at the first signal.
@@ -237,6 +240,8 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> HangarApp:
     app.state.log_followers = LogFollowers(hangar)
     add_shutdown_hook(app.state, events.close_all)
     add_shutdown_hook(app.state, app.state.log_followers.close_all)
+    if hangar.auth.enabled:  # inside CORS, so refusals carry CORS headers; outside everything that serves
+        app.add_middleware(AuthMiddleware, auth=hangar.auth)
     app.add_middleware(
         EnvelopeCORSMiddleware,
         allow_origins=origins,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -11,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import HangarError
+from ..errors import HangarError, RateLimitExceeded
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,11 @@ class PayloadTooLargeError(HangarError):
     """A REST request body over the limit (raised at the HTTP edge only)."""
 
     status_code = 413
+
+
+def retry_after(seconds: float) -> str:
+    """The ``Retry-After`` value (whole seconds, at least 1) of a rate-limit refusal."""
+    return str(max(1, math.ceil(seconds)))
 
 
 def envelope(error: str, message: str, status_code: int) -> JSONResponse:
@@ -69,7 +75,10 @@ def _allowed_methods(routes: Iterable[Any], path: str) -> set[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HangarError)
     async def _hangar(_: Request, exc: HangarError) -> JSONResponse:
-        return envelope(exc.error_name, exc.message, exc.status_code)
+        response = envelope(exc.error_name, exc.message, exc.status_code)
+        if isinstance(exc, RateLimitExceeded):
+            response.headers["Retry-After"] = retry_after(exc.retry_after_s)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -141,8 +141,10 @@ async def stop_server(
 
 @router.get("/{server_id}/tools", response_model=ToolList, responses=ERRORS, summary="List MCP server tools")
 async def list_tools(request: Request, server_id: ServerId) -> dict[str, Any]:
-    server = hangar_of(request).get(server_id)
-    return {"mcp_server_id": server_id, "tools_origin": server.tools_origin, "tools": server.tools}
+    hangar = hangar_of(request)
+    server = hangar.get(server_id)
+    tools = hangar.auth.permitted_tools(server_id, server.tools)  # the tool access policy hides some
+    return {"mcp_server_id": server_id, "tools_origin": server.tools_origin, "tools": tools}
 
 
 @router.get("/{server_id}/health", response_model=HealthInfo, responses=ERRORS, summary="Get health status")

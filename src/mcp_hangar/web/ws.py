@@ -71,7 +71,7 @@ _CATEGORY_BY_PREFIX: tuple[tuple[str, str], ...] = (
     ("HealthCheck", "health"), ("ToolInvocation", "invocation"), ("Batch", "invocation"), ("Group", "group"),
     ("Configuration", "config"), ("Discovery", "discovery"), ("Authentication", "auth"),
     ("Authorization", "auth"), ("ApiKey", "auth"), ("Role", "auth"), ("CustomRole", "auth"),
-    ("ToolAccessPolicy", "auth"), ("RateLimit", "auth"), ("KeyRotated", "auth"),
+    ("ToolAccessPolicy", "auth"), ("RateLimit", "auth"), ("KeyRotated", "auth"), ("ToolCallRefused", "auth"),
 )
 CATEGORIES = ("lifecycle", "health", "invocation", "administration", "group", "config", "discovery", "auth", "system")
 

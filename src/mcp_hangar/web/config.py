@@ -1,0 +1,103 @@
+"""REST routes under /api/config: the sanitized configuration, reload, export, backup and diff."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..config_backup import backup, backups
+from ..config_diff import config_diff
+from ..config_export import render
+from ..config_state import document_of_state, sanitize
+from .schemas import ErrorEnvelope
+from .servers import hangar_of
+
+router = APIRouter(tags=["config"])
+
+
+def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorEnvelope} for code in (*codes, 413, 422)}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ReloadRequest(_Strict):
+    # Accepted for compatibility: running calls finish either way (a restarted server drains first).
+    graceful: bool = True
+
+
+class ExportRequest(_Strict):
+    include_secrets: bool = Field(default=False, description="Write literal secrets instead of redacting them")
+
+
+class ConfigView(BaseModel):
+    config: dict[str, Any] = Field(description="The effective configuration, secret values replaced by ***")
+
+
+class ReloadResponse(BaseModel):
+    status: str = Field(description="reloaded")
+    result: dict[str, Any] = Field(description="success, config_path, mcp_servers_added/removed/updated/"
+                                   "restarted/unchanged, groups_*, discovery_sources_*, restart_required, "
+                                   "duration_ms")
+
+
+class ExportResponse(BaseModel):
+    yaml: str
+    redacted: list[str] = Field(description="Places of literal secrets replaced by ${HANGAR_REDACTED_...}")
+
+
+class BackupResponse(BaseModel):
+    path: str = Field(description="The new backup (.bak1)")
+    backups: list[str] = Field(description="Every backup, newest first")
+
+
+class DiffResponse(BaseModel):
+    has_diff: bool
+    diff: str = Field(description="Unified diff, on-disk -> in-memory (secrets masked)")
+    differences: list[dict[str, Any]] = Field(description="{section, id, change, origin, fields} per difference")
+    on_disk: dict[str, Any]
+    in_memory: dict[str, Any]
+    on_disk_error: str | None = None
+
+
+@router.get("/api/config", response_model=ConfigView, responses=_errors(),
+            summary="Get sanitized current configuration")
+async def get_config(request: Request) -> dict[str, Any]:
+    return {"config": sanitize(document_of_state(hangar_of(request)))}
+
+
+@router.post("/api/config/reload", response_model=ReloadResponse, responses=_errors(),
+             summary="Trigger hot-reload from disk")
+async def reload_config(request: Request, body: Annotated[ReloadRequest | None, Body()] = None) -> dict[str, Any]:
+    result = await hangar_of(request).reloader.reload("api")
+    return {"status": "reloaded", "result": result}
+
+
+@router.post("/api/config/export", response_model=ExportResponse, responses=_errors(),
+             summary="Export current state as YAML")
+async def export_config(request: Request, body: Annotated[ExportRequest | None, Body()] = None) -> dict[str, Any]:
+    hangar = hangar_of(request)
+    exported = render(document_of_state(hangar), hangar.loaded.raw,
+                      include_secrets=bool(body and body.include_secrets), source=hangar.loaded.source)
+    return {"yaml": exported.yaml, "redacted": exported.redacted}
+
+
+@router.post("/api/config/backup", response_model=BackupResponse, responses=_errors(404, 503),
+             summary="Create a rotating config backup")
+async def backup_config(request: Request) -> dict[str, Any]:
+    hangar = hangar_of(request)
+    path = hangar.loaded.path
+    made = await asyncio.to_thread(backup, path, hangar.loaded.config.config_reload.backup_count)
+    assert path is not None  # backup() refuses the embedded default
+    return {"path": str(made), "backups": [str(p) for p in await asyncio.to_thread(backups, path)]}
+
+
+@router.get("/api/config/diff", response_model=DiffResponse, responses=_errors(),
+            summary="Diff on-disk vs in-memory configuration")
+async def diff_config(request: Request) -> dict[str, Any]:
+    return config_diff(hangar_of(request))  # reads one small file; the state must be read on the loop
