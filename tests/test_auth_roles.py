@@ -104,10 +104,14 @@ async def test_bearer_tokens_are_accepted_on_mcp_only(fleet: tuple[Any, str, dic
     async with httpx.AsyncClient(timeout=30) as client:
         bearer = McpHttp(client, base, keys["viewer"], bearer=True)
         assert (await bearer.open()).status_code == 200
-        whoami = await bearer.call("hangar_whoami")
-        assert whoami["result"]["structuredContent"]["principal"]["id"] == "user:viewer"
-        rest = await client.get(f"{base}/api/mcp_servers", headers={"authorization": f"Bearer {keys['viewer']}"})
-        assert rest.status_code == 401
+        whoami = (await bearer.call("hangar_whoami"))["result"]["structuredContent"]
+        assert whoami["principal"]["id"] == "user:viewer"
+        rest = (await client.get(f"{base}/api/auth/whoami", headers={"x-api-key": keys["viewer"]})).json()
+        assert rest["principal_id"] == "user:viewer" and rest["roles"] == whoami["principal"]["roles"]
+        assert rest["permissions"] == whoami["permissions"] and "mcp_servers:lifecycle" not in rest["permissions"]
+        bearer_rest = await client.get(f"{base}/api/mcp_servers",
+                                       headers={"authorization": f"Bearer {keys['viewer']}"})
+        assert bearer_rest.status_code == 401
 
 
 async def test_the_role_matrix_on_the_websocket(fleet: tuple[Any, str, dict[str, str]]) -> None:
