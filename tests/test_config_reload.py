@@ -224,3 +224,14 @@ async def test_reload_without_a_file_is_a_clear_422(api_factory: Any) -> None:
 
 def test_fixture_servers_exist() -> None:
     assert os.path.exists(raw_server()["command"][1])
+
+
+async def test_no_reload_once_hangar_is_shutting_down(file_hangar: Any) -> None:
+    from mcp_hangar.errors import ConflictError
+
+    hangar, _, path = await file_hangar({"mcp_servers": {"a": raw_server()}, **NO_WATCH})
+    write_config(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}, **NO_WATCH})
+    await hangar.aclose()
+    with pytest.raises(ConflictError):
+        await hangar.reloader.reload("sighup")
+    assert set(hangar.servers) == {"a"}

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .config import HangarConfig, LoadedConfig, ServerSpec, parse_config_text
 from .config_events import ConfigurationReloaded, ConfigurationReloadFailed, ConfigurationReloadRequested
 from .config_state import document_of_config
-from .errors import ConfigError, HangarError, ValidationError
+from .errors import ConfigError, ConflictError, HangarError, ValidationError
 from .events import McpServerUpdated
 
 if TYPE_CHECKING:
@@ -104,6 +104,8 @@ class ConfigReloader:
     async def _plan(self, where: str) -> ReloadPlan:
         if self.path is None:
             raise ValidationError("Hangar runs on the embedded default configuration: there is no file to reload")
+        if self.hangar.stopping:
+            raise ConflictError("Hangar is shutting down; the config file is not reloaded")
         try:
             text = await asyncio.to_thread(self.path.read_text, "utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -133,6 +135,9 @@ class ConfigReloader:
         """Servers and groups share one namespace; the file may take over its own kind only."""
         problems = []
         for sid in cfg.mcp_servers:
+            if self.hangar.is_being_created(sid):
+                problems.append(f"{where}: mcp_servers.{sid}: '{sid}' is being created through REST right now; "
+                                "reload again in a moment")
             group = self.hangar.groups.groups.get(sid)
             if group is not None and sid not in cfg.groups:
                 problems.append(f"{where}: mcp_servers.{sid}: '{sid}' is a group created through REST; "
@@ -224,8 +229,12 @@ class ConfigReloader:
             return  # between an editor's delete and its rename: the next event brings the new file
         if text == self._seen_text:
             return
-        with contextlib.suppress(HangarError):
+        try:
             await self.reload(trigger)
+        except HangarError:
+            pass  # reported by reload (log and ConfigurationReloadFailed)
+        except Exception:  # never expected; the watch must go on
+            log.exception("config reload (%s) failed unexpectedly", trigger)
 
     def request(self, trigger: str) -> None:
         """Start a reload in the background (SIGHUP); its outcome is logged and published."""
