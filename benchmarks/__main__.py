@@ -1,9 +1,10 @@
-"""``python -m benchmarks run [--quick] [--out DIR]``: the performance harness of issue 10.
+"""``python -m benchmarks run [--quick] [--peer] [--out DIR]``: Hangar's performance harness.
 
-Starts what it needs (a fast stdlib upstream, Hangar on stdio and on HTTP, a bare ASGI baseline) on
-loopback in a temporary folder, measures warm ``tools/call`` latency at concurrency 1, 8 and 32 with
-baselines and through-Hangar cells interleaved, sustained throughput, boot and memory, then writes
-``<out>/<timestamp>.json`` and the results section of BENCHMARKS.md (only when ``--out`` is the default)."""
+Starts what it needs (a fast stdlib upstream, an SDK upstream, Hangar on stdio and on HTTP, a bare ASGI
+baseline, with ``--peer`` the older PyPI mcp-hangar) on loopback in a temporary folder, measures warm
+``tools/call`` latency at concurrency 1, 8 and 32 with baselines and through-Hangar cells interleaved,
+sustained throughput, boot, imports, memory, cold start and scale, then writes ``<out>/<timestamp>.json``,
+a PNG chart and the results section of BENCHMARKS.md (only when ``--out`` is the default)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="run every scenario and write the results")
-    p.add_argument("--quick", action="store_true", help="100 calls per cell, 1 boot run, 1 s of throughput")
+    p.add_argument("--quick", action="store_true", help="a smoke run: 100 calls per cell, small fleets, "
+                   "1 boot run, 1 s of throughput")
+    p.add_argument("--peer", action="store_true", help="also measure the older implementation (PyPI "
+                   "mcp-hangar 2.34.4, installed into ~/.cache/mcp-hangar-bench on first use)")
     p.add_argument("--out", type=Path, default=None, help="results folder (default benchmarks/results; "
                    "BENCHMARKS.md is only updated with the default)")
     p.add_argument("--markdown", type=Path, default=None, help="markdown file to update (default: BENCHMARKS.md "
@@ -31,7 +35,7 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C, so every process this run started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    results = run.run(args.quick)
+    results = run.run(args.quick, with_peer=args.peer)
     cells = results.pop("cells")
     results["summary"] = [cell.summary() for cell in cells]
     results["samples_ms"] = {f"{c.scenario}@{c.concurrency}": [round(s, 4) for s in c.samples_ms] for c in cells}

@@ -13,9 +13,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +25,11 @@ from pathlib import Path
 import httpx
 import psutil
 
-CLI = str(Path(sys.executable).parent / "mcp-hangar")
-READY_TIMEOUT_S = 60.0
-
-
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+if __package__ in (None, ""):  # run as a script: benchmarks/boot.py
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from benchmarks import procs
+else:
+    from . import procs
 
 
 @dataclass
@@ -49,33 +42,18 @@ class Booted:
 @contextlib.contextmanager
 def hangar(folder: Path) -> Iterator[Booted]:
     """Start the CLI with no config file in reach (cwd and HOME = ``folder``), wait for readiness."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MCP_")} | {"HOME": str(folder)}
+    port = procs.free_port()
     began = time.perf_counter()
-    proc = subprocess.Popen([CLI, "serve", "--http", "--port", str(port), "--data-dir", str(folder / "data")],
-                            cwd=folder, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([procs.CLI, "serve", "--http", "--port", str(port), "--data-dir", str(folder / "data")],
+                            cwd=folder, env=procs.clean_env(folder), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30.0)
     try:
-        while True:  # readiness has no event to wait on: poll it, with a deadline
-            if proc.poll() is not None:
-                raise RuntimeError(f"mcp-hangar exited with {proc.returncode}")
-            with contextlib.suppress(httpx.TransportError):
-                if client.get("/health/ready").status_code == 200:
-                    break
-            if time.perf_counter() - began > READY_TIMEOUT_S:
-                raise TimeoutError("mcp-hangar did not become ready")
-            time.sleep(0.005)
-        yield Booted(proc, client, time.perf_counter() - began)
+        boot_s = procs.wait_ready(proc, port, began, "mcp-hangar")
+        yield Booted(proc, client, boot_s)
     finally:
         client.close()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        procs.stop(proc)
 
 
 def measure(runs: int) -> dict[str, float]:
@@ -89,6 +67,7 @@ def measure(runs: int) -> dict[str, float]:
         folder = Path(tmp) / "main"
         folder.mkdir()
         with hangar(folder) as booted:
+            time.sleep(1.0)  # idle: after start-up work in the background (preloads) has settled
             me = psutil.Process(booted.proc.pid)
             rss = me.memory_info().rss
             reaper_rss = sum(c.memory_info().rss for c in me.children())

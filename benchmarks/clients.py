@@ -1,10 +1,12 @@
-"""Lean benchmark clients: raw JSON lines over a pipe, and HTTP with keep-alive (httpx)."""
+"""Benchmark clients: lean raw ones (JSON lines over a pipe; HTTP with keep-alive, httpx) for overhead
+figures, and the official ``mcp`` SDK client for realistic ones."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -18,7 +20,19 @@ META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextproto
 
 def _ok(msg: dict[str, Any]) -> bool:
     result = msg.get("result")
-    return isinstance(result, dict) and not result.get("isError")
+    if not isinstance(result, dict) or result.get("isError"):
+        return False
+    batch = result.get("structuredContent")  # a hangar_call batch: its one call must have succeeded
+    return not isinstance(batch, dict) or "succeeded" not in batch or batch.get("succeeded") == 1
+
+
+def batch_arguments(server: str, tool: str) -> Callable[[int], dict[str, Any]]:
+    """Arguments of a one-call ``hangar_call`` batch (the older implementation's way to reach a tool)."""
+    return lambda i: {"calls": [{"mcp_server": server, "tool": tool, "arguments": {"text": f"bench-{i}"}}]}
+
+
+def echo_arguments(i: int) -> dict[str, Any]:
+    return {"text": f"bench-{i}"}
 
 
 class StdioClient:
@@ -122,8 +136,9 @@ class HttpClient:
     ``era="modern"``: stateless 2026-07-28 requests (per-request _meta and MCP headers);
     ``era="legacy"``: initialize once, then the Mcp-Session-Id header on every request."""
 
-    def __init__(self, base_url: str, era: str, tool: str) -> None:
-        self.era, self.tool = era, tool
+    def __init__(self, base_url: str, era: str, tool: str,
+                 arguments: Callable[[int], dict[str, Any]] = echo_arguments) -> None:
+        self.era, self.tool, self.arguments = era, tool, arguments
         self.client = httpx.AsyncClient(base_url=base_url, timeout=30.0, limits=httpx.Limits(
             max_connections=64, max_keepalive_connections=64))
         self.session_id: str | None = None
@@ -143,7 +158,7 @@ class HttpClient:
             raise RuntimeError(f"notifications/initialized: HTTP {r.status_code}")
 
     async def call(self, i: int) -> bool:
-        args = {"text": f"bench-{i}"}
+        args = self.arguments(i)
         if self.era == "legacy":
             assert self.session_id is not None
             headers = {"accept": ACCEPT, "content-type": "application/json", "mcp-session-id": self.session_id,
@@ -159,3 +174,29 @@ class HttpClient:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class SdkClient:
+    """The official ``mcp`` SDK client (``mcp.Client``) over stdio (``argv``) or Streamable HTTP (``url``)."""
+
+    def __init__(self, tool: str, *, argv: list[str] | None = None, url: str | None = None,
+                 mode: str = "legacy") -> None:
+        self.tool, self.argv, self.url, self.mode = tool, argv, url, mode
+        self._stack = contextlib.AsyncExitStack()
+        self.client: Any = None
+
+    async def start(self) -> None:
+        from mcp import Client, StdioServerParameters
+
+        target: Any = self.url
+        if self.argv is not None:
+            target = StdioServerParameters(command=self.argv[0], args=self.argv[1:])
+        self.client = await self._stack.enter_async_context(Client(target, mode=self.mode))
+
+    async def call(self, i: int) -> bool:
+        result = await self.client.call_tool(self.tool, {"text": f"bench-{i}"})
+        text = getattr(result.content[0], "text", None) if result.content else None
+        return not result.is_error and text == f"bench-{i}"
+
+    async def close(self) -> None:
+        await self._stack.aclose()

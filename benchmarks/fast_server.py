@@ -2,16 +2,21 @@
 
 Single-threaded on purpose: it answers each request as soon as it is read, so the upstream is never the
 bottleneck of a measurement. Tools: ``echo {text}`` and ``add {a, b}`` (with structured output), plus
-``--tools N`` extra no-op tools for catalogue-size scenarios."""
+``--tools N`` extra no-op tools for catalogue-size scenarios. ``--spawn-log FILE`` appends the process id to
+FILE at start, so a benchmark counts real spawns from the processes themselves."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 
 def main() -> None:
     extra = int(sys.argv[sys.argv.index("--tools") + 1]) if "--tools" in sys.argv else 0
+    if "--spawn-log" in sys.argv:
+        with open(sys.argv[sys.argv.index("--spawn-log") + 1], "a") as f:
+            f.write(f"{os.getpid()}\n")
     tools = [
         {"name": "echo", "description": "Echo text", "inputSchema": {"type": "object",
          "properties": {"text": {"type": "string"}}, "required": ["text"]}},

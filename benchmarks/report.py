@@ -10,11 +10,21 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .targets import cell as _cell
+from .targets import targets
+
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 PACKAGES = ("mcp-hangar", "uvicorn", "uvloop", "httptools", "httpx", "orjson", "starlette", "mcp")
 LABELS = {"direct_stdio": "direct stdio (baseline)", "hangar_stdio": "Hangar stdio front",
+          "hangar_stdio_group": "Hangar stdio front, group of 4",
           "bare_asgi": "bare ASGI endpoint (baseline)", "hangar_http_modern": "Hangar HTTP front, modern",
-          "hangar_http_legacy": "Hangar HTTP front, legacy"}
+          "hangar_http_legacy": "Hangar HTTP front, legacy",
+          "hangar_http_group": "Hangar HTTP front, modern, group of 4",
+          "sdk_direct": "SDK client -> SDK upstream, direct (baseline)",
+          "sdk_hangar_stdio": "SDK client -> Hangar stdio -> SDK upstream",
+          "sdk_hangar_http": "SDK client -> Hangar HTTP modern -> SDK upstream",
+          "hangar_http_batch": "Hangar HTTP modern, hangar_call batch of 1 (baseline)",
+          "peer_http_batch": "older mcp-hangar 2.34.4 HTTP, hangar_call batch of 1"}
 
 
 def environment() -> dict[str, Any]:
@@ -30,23 +40,20 @@ def environment() -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"cpu": cpu, "cpu_count": os.cpu_count(), "machine": platform.machine(),
+    return {"cpu": cpu, "cpu_count": os.cpu_count(),
+            "load_average": [round(x, 2) for x in os.getloadavg()], "machine": platform.machine(),
             "platform": platform.platform(), "python": platform.python_version(),
             "python_implementation": platform.python_implementation(), "packages": versions}
 
 
-def _cell(results: dict[str, Any], scenario: str, concurrency: int) -> dict[str, Any]:
-    for cell in results["summary"]:
-        if cell["scenario"] == scenario and cell["concurrency"] == concurrency:
-            return dict(cell)
-    raise KeyError((scenario, concurrency))
-
-
 def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every scenario against its baseline, at each concurrency."""
     rows = []
+    present = {c["scenario"] for c in results["summary"]}
     for c in sorted({cell["concurrency"] for cell in results["summary"]}):
-        for front, base in (("hangar_stdio", "direct_stdio"), ("hangar_http_modern", "bare_asgi"),
-                            ("hangar_http_legacy", "bare_asgi")):
+        for front, base in results["baselines"].items():
+            if base is None or front not in present:
+                continue
             f, b = _cell(results, front, c), _cell(results, base, c)
             rows.append({"concurrency": c, "front": front, "baseline": base,
                          "p50_ratio": round(f["p50_ms"] / b["p50_ms"], 2),
@@ -55,88 +62,93 @@ def ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def targets(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
-    """(what, target, measured, met) for every target of issue 10; unmeasured ones say so."""
-    def r(front: str, base: str) -> float:
-        return float(_cell(results, front, 1)["p50_ms"] / _cell(results, base, 1)["p50_ms"])
+def _latency_rows(results: dict[str, Any]) -> list[str]:
+    lines = ["| scenario | conc. | p50 | p90 | p99 | calls/s | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in sorted(results["summary"], key=lambda c: (list(LABELS).index(c["scenario"]), c["concurrency"])):
+        lines.append(f"| {LABELS[c['scenario']]} | {c['concurrency']} | {c['p50_ms']:.3f} | {c['p90_ms']:.3f} | "
+                     f"{c['p99_ms']:.3f} | {c['throughput_per_s']:,.0f} | {c['errors']} |")
+    lines += ["", "### Ratios (scenario / its baseline, same client, same run)", "",
+              "| scenario / baseline | conc. | p50 | p99 | throughput |", "|---|---:|---:|---:|---:|"]
+    for row in results["ratios"]:
+        lines.append(f"| {LABELS[row['front']]} / {LABELS[row['baseline']].removesuffix(' (baseline)')} | "
+                     f"{row['concurrency']} | {row['p50_ratio']:.2f} | {row['p99_ratio']:.2f} | "
+                     f"{row['throughput_ratio']:.2f} |")
+    return lines
 
-    def verdict(ok: bool) -> str:
-        return "yes" if ok else "**no**"
 
-    rows = []
-    stdio = r("hangar_stdio", "direct_stdio")
-    rows.append(("warm call p50, Hangar stdio front / direct stdio (c=1)", "<= 3.0", f"{stdio:.2f}",
-                 verdict(stdio <= 3.0)))
-    modern, legacy = r("hangar_http_modern", "bare_asgi"), r("hangar_http_legacy", "bare_asgi")
-    rows.append(("warm call p50, Hangar HTTP front / bare ASGI endpoint (c=1)", "<= 1.3",
-                 f"modern {modern:.2f}, legacy {legacy:.2f}", verdict(modern <= 1.3 and legacy <= 1.3)))
-    tails = {s: _cell(results, s, 1)["p99_ms"] / _cell(results, s, 1)["p50_ms"]
-             for s in ("hangar_stdio", "hangar_http_modern", "hangar_http_legacy")}
-    rows.append(("p99 / p50 through Hangar at concurrency 1", "<= 3",
-                 ", ".join(f"{s.removeprefix('hangar_')} {v:.2f}" for s, v in tails.items()),
-                 verdict(max(tails.values()) <= 3)))
-    tool = "wrk" if results.get("throughput_wrk") else "httpx"
-    tp = results.get("throughput_wrk") or results["throughput"]
-    hangar, bare = tp["hangar_http_modern"], tp["bare_asgi"]
-    share = hangar["throughput_per_s"] / bare["throughput_per_s"]
-    rows.append((f"throughput, modern HTTP front, c=32, {hangar['seconds']:.0f} s ({tool})",
-                 ">= 2,000/s, >= 40% of bare, 0 errors",
-                 f"{hangar['throughput_per_s']:,.0f}/s, {share:.0%} of bare, {hangar['errors']} errors",
-                 verdict(hangar["throughput_per_s"] >= 2000 and share >= 0.4 and hangar["errors"] == 0)))
-    rows.append(("warm call p50 versus the older implementation's HTTP front", ">= 10x lower",
-                 "not measured (no --peer yet)", "-"))
-    boot_ms = results["boot"]["boot_to_ready_ms_median"]
-    rows.append(("boot to /health/ready (embedded default config)", "<= 0.5 s, >= 3x faster than older",
-                 f"{boot_ms / 1000:.2f} s (older: not measured)", verdict(boot_ms <= 500)))
-    rss = results["boot"]["idle_rss_mib"]
-    rows.append(("RSS idle / with 1,000 cold servers / growth after 100k calls", "<= 60 MB / <= 120 MB / <= 5%",
-                 f"{rss:.1f} MiB / not measured / not measured", verdict(rss <= 60) + " (idle only)"))
-    rows.append(("GET /api/mcp_servers with 1,000 servers; tools/list of 2,000 tools", "p50 <= 20 ms; p50 <= 10 ms",
-                 "not measured", "-"))
-    return rows
+def _throughput(results: dict[str, Any]) -> list[str]:
+    lines = ["- httpx client, concurrency 32: " + "; ".join(
+        f"{LABELS[k]} {v['throughput_per_s']:,.0f} calls/s ({v['calls']} calls, {v['errors']} errors, "
+        f"{v['seconds']} s)" for k, v in results["throughput"].items()) + " (bound by the httpx client)"]
+    if results.get("throughput_wrk"):
+        lines.append("- wrk (one thread, 32 keep-alive connections, modern requests, every answer checked): "
+                     + "; ".join(f"{LABELS[k]} {v['throughput_per_s']:,.0f} calls/s ({v['calls']} calls in "
+                                 f"{v['seconds']} s, {v['errors']} errors, p50 {v['p50_ms']:.2f} ms, "
+                                 f"p99 {v['p99_ms']:.2f} ms)" for k, v in results["throughput_wrk"].items()))
+    else:
+        lines.append("- wrk: skipped (not installed; Debian package `wrk`)")
+    return lines
+
+
+def _boot_memory(results: dict[str, Any]) -> list[str]:
+    b, g, fl = results["boot"], results["growth"], results["fleet"]
+    many, cold, cat = fl["many_servers"], fl["cold_start"], fl["catalogue"]
+    lines = [f"- boot of `mcp-hangar serve --http` to `/health/ready` (embedded default config, one lazy server): "
+             f"median {b['boot_to_ready_ms_median']} ms, min {b['boot_to_ready_ms_min']} ms over {b['runs']} runs; "
+             "with the benchmark config (4-member group started at boot): "
+             f"{results['hangar_http_boot_to_ready_ms']} ms"]
+    peer = results.get("peer")
+    if peer:
+        pb = peer["boot"]
+        lines.append(f"- older mcp-hangar {peer['version'].split()[-1]} (`{peer['path']}`): boot to `/health/ready` "
+                     f"median {pb['boot_to_ready_ms_median']} ms, min {pb['boot_to_ready_ms_min']} ms over "
+                     f"{pb['runs']} runs (one lazy server); idle RSS {pb['idle_rss_mib']} MiB; in the latency run "
+                     f"{results['peer_http_rss_idle_mib']} MiB idle, {results['peer_http_rss_after_calls_mib']} MiB "
+                     "after its cells")
+    imp = results["imports"]
+    lines += [
+        f"- imports during a boot (`-X importtime`, until ready): {imp['modules']} modules, "
+        f"{imp['total_import_ms']} ms cumulative over top-level imports (includes the background preload thread); "
+        "top level: " + ", ".join(f"`{r['module']}` {r['cumulative_us'] / 1000:.0f} ms" for r in imp["top_level"][:6]),
+        "- largest single modules (self time): " + ", ".join(
+            f"`{r['module']}` {r['self_us'] / 1000:.1f} ms" for r in imp["top_self"][:8]),
+        f"- idle RSS: {b['idle_rss_mib']} MiB (+ reaper {b['reaper_rss_mib']} MiB); with {many['servers']:,} "
+        f"registered cold servers {many['rss_cold_mib']} MiB; with {many['running']} of them running "
+        f"{many['rss_running_mib']} MiB "
+        f"(their processes {many['children_rss_mib']} MiB)",
+        f"- growth: stdio Hangar {g['rss_before_mib']} MiB before and {g['rss_after_mib']} MiB after {g['calls']:,} "
+        f"more calls at concurrency 32 ({g['growth_pct']:+.2f}%, {g['errors']} errors, {g['seconds']} s); HTTP Hangar "
+        f"{results['hangar_http_rss_idle_mib']} MiB idle, {results['hangar_http_rss_after_calls_mib']} MiB after "
+        "its cells",
+        f"- cold start: {cold['concurrent_calls']} concurrent first calls on one lazy server: "
+        f"{cold['spawns_counted_by_process']} process spawned (Hangar's starts counter: "
+        f"{cold['spawns_counted_by_hangar']:.0f}), {cold['ok']} ok, all answered in {cold['total_ms']} ms "
+        f"(p50 {cold['per_call_ms']['p50_ms']} ms) against {cold['lone_first_call_ms']} ms for one lone first call "
+        f"on an identical server ({cold['total_over_lone']}x); REST start of the demo `math`: median "
+        f"{b['math_cold_start_ms_median']} ms",
+        f"- scale: `GET /api/mcp_servers` with {many['servers']:,} servers p50 {many['list_servers']['p50_ms']} ms, "
+        f"p90 {many['list_servers']['p90_ms']} ms ({many['list_servers']['n']} requests); aggregated `tools/list` "
+        f"over {cat['servers']} ready servers x {cat['tools_each']} tools ({cat['listed_tools']:,} tools with the "
+        f"management ones, {cat['pages']} pages, all fetched) p50 {cat['full_list']['p50_ms']} ms, "
+        f"p90 {cat['full_list']['p90_ms']} ms ({cat['full_list']['n']} listings)",
+    ]
+    return lines
 
 
 def markdown(results: dict[str, Any]) -> str:
     env = results["environment"]
     lines = [START, "",
              f"Run `{results['started']}` ({'quick' if results['quick'] else 'full'}: "
-             f"{results['calls_per_cell']} calls "
-             f"per cell after {results['warmup_per_cell']} warm-up calls, distinct arguments), raw data "
-             f"`{results['json_file']}`"
+             f"{results['calls_per_cell']} calls per cell after {results['warmup_per_cell']} warm-up calls, "
+             f"distinct arguments, {results['rounds']} interleaved rounds), raw data `{results['json_file']}`"
              + (f", chart `{results['chart_file']}`." if results.get("chart_file") else "."),
-             f"Machine: {env['cpu']} ({env['cpu_count']} CPUs), Python {env['python']}, "
-             + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v) + ".", "",
-             "### Warm `tools/call` latency (ms) and throughput", "",
-             "| scenario | conc. | p50 | p90 | p99 | calls/s | errors |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for cell in sorted(results["summary"], key=lambda c: (list(LABELS).index(c["scenario"]), c["concurrency"])):
-        lines.append(f"| {LABELS[cell['scenario']]} | {cell['concurrency']} | {cell['p50_ms']:.3f} | "
-                     f"{cell['p90_ms']:.3f} | {cell['p99_ms']:.3f} | {cell['throughput_per_s']:,.0f} | "
-                     f"{cell['errors']} |")
-    lines += ["", "### Ratios (through Hangar / baseline, same client, same run)", "",
-              "| front / baseline | conc. | p50 | p99 | throughput |", "|---|---:|---:|---:|---:|"]
-    for row in results["ratios"]:
-        lines.append(f"| {LABELS[row['front']]} / {LABELS[row['baseline']].removesuffix(' (baseline)')} | "
-                     f"{row['concurrency']} | {row['p50_ratio']:.2f} | {row['p99_ratio']:.2f} | "
-                     f"{row['throughput_ratio']:.2f} |")
-    b = results["boot"]
-    lines += ["", "### Boot and memory", "",
-              f"- boot of `mcp-hangar serve --http` to `/health/ready` (embedded default config): median "
-              f"{b['boot_to_ready_ms_median']} ms, min {b['boot_to_ready_ms_min']} ms over {b['runs']} runs; with the "
-              f"benchmark config: {results['hangar_http_boot_to_ready_ms']} ms",
-              f"- cold start of the lazy `math` server (REST start): median {b['math_cold_start_ms_median']} ms",
-              f"- idle RSS: {b['idle_rss_mib']} MiB (+ reaper {b['reaper_rss_mib']} MiB); HTTP Hangar with the fast "
-              f"upstream: {results['hangar_http_rss_idle_mib']} MiB idle, "
-              f"{results['hangar_http_rss_after_calls_mib']} MiB "
-              f"after the latency cells; stdio Hangar after them: {results['hangar_stdio_rss_after_calls_mib']} MiB",
-              "- sustained throughput at concurrency 32: " + "; ".join(
-                  f"{LABELS[k]} {v['throughput_per_s']:,.0f} calls/s ({v['calls']} calls, {v['errors']} errors, "
-                  f"{v['seconds']} s)" for k, v in results["throughput"].items()),
-              "- the same with wrk (one thread, 32 keep-alive connections, modern requests): " + ("; ".join(
-                  f"{LABELS[k]} {v['throughput_per_s']:,.0f} calls/s ({v['calls']} calls, {v['errors']} errors, "
-                  f"p50 {v['p50_ms']:.2f} ms, p99 {v['p99_ms']:.2f} ms)"
-                  for k, v in results["throughput_wrk"].items()) if results.get("throughput_wrk")
-                  else "skipped (wrk is not installed)"),
-              "", "### Targets of issue 10", "", "| what | target | measured | met |", "|---|---|---|---|"]
+             f"Machine: {env['cpu']} ({env['cpu_count']} CPUs), load average {env.get('load_average')}, "
+             f"Python {env['python']}, " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v) + ".", "",
+             "### Warm `tools/call` latency (ms) and throughput", ""]
+    lines += _latency_rows(results)
+    lines += ["", "### Throughput, boot, memory, cold start, scale", ""]
+    lines += _throughput(results) + _boot_memory(results)
+    lines += ["", "### Targets", "", "| what | target | measured | met |", "|---|---|---|---|"]
     lines += [f"| {a} | {b_} | {c} | {d} |" for a, b_, c, d in targets(results)]
     lines += ["", END]
     return "\n".join(lines)
@@ -152,15 +164,16 @@ def chart(results: dict[str, Any], path: Path) -> bool:
     except ImportError:
         return False
     levels = sorted({c["concurrency"] for c in results["summary"]})
-    fig, axes = plt.subplots(1, len(levels), figsize=(5 * len(levels), 4.5))
+    fig, axes = plt.subplots(1, len(levels), figsize=(6 * len(levels), 5.5))
     for ax, level in zip(axes, levels, strict=True):
-        cells = [_cell(results, s, level) for s in LABELS]
+        names = [s for s in LABELS if any(c["scenario"] == s for c in results["summary"])]
+        cells = [_cell(results, s, level) for s in names]
         p50 = [c["p50_ms"] for c in cells]
         p99 = [c["p99_ms"] - c["p50_ms"] for c in cells]
         ax.bar(range(len(cells)), p50, yerr=[[0] * len(cells), p99], capsize=3,
-               color=["#888", "#1f77b4", "#aaa", "#2ca02c", "#98df8a"])
-        ax.set_xticks(range(len(cells)), [LABELS[s].replace(" (baseline)", "*").replace("Hangar ", "H. ")
-                                          for s in LABELS], rotation=35, ha="right", fontsize=8)
+               color=["#999" if results["baselines"].get(s, "") is None else "#1f77b4" for s in names])
+        ax.set_xticks(range(len(cells)), [s + ("*" if results["baselines"].get(s, "") is None else "")
+                                          for s in names], rotation=45, ha="right", fontsize=7)
         ax.set_yscale("log")
         ax.set_title(f"concurrency {level}")
         ax.set_ylabel("ms (bar p50, whisker p99; log)")

@@ -1,232 +1,196 @@
-"""The benchmark run: start every process needed, measure each cell, stop what was started, report."""
+"""The benchmark run: start every process needed, measure each scenario, stop what was started, report."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-import psutil
-
-from . import boot, wrk
-from .clients import HttpClient, StdioClient
+from . import boot, fleet, importtime, peer, procs, wrk
+from .cells import Cell, measure_cell, sustained
+from .clients import HttpClient, SdkClient, StdioClient, batch_arguments
 
 HERE = Path(__file__).resolve().parent
-PYTHON = sys.executable
+PYTHON = procs.PYTHON
 FAST_SERVER = HERE / "fast_server.py"
+SDK_SERVER = HERE / "sdk_server.py"
 BARE_ASGI = HERE / "bare_asgi.py"
 CONCURRENCY = (1, 8, 32)
-# The order of cells at each concurrency: baselines and through-Hangar runs interleaved.
-SCENARIOS = ("direct_stdio", "hangar_stdio", "bare_asgi", "hangar_http_modern", "hangar_http_legacy")
+GROUP_MEMBERS = 4
+# Scenario -> its baseline (None for a baseline). At each concurrency the cells run in this order, so
+# baselines and through-Hangar runs are interleaved.
+SCENARIOS: dict[str, str | None] = {
+    "direct_stdio": None, "hangar_stdio": "direct_stdio", "hangar_stdio_group": "direct_stdio",
+    "bare_asgi": None, "hangar_http_modern": "bare_asgi", "hangar_http_legacy": "bare_asgi",
+    "hangar_http_group": "bare_asgi",
+    "sdk_direct": None, "sdk_hangar_stdio": "sdk_direct", "sdk_hangar_http": "sdk_direct",
+}
+PEER_SCENARIOS: dict[str, str | None] = {"hangar_http_batch": None, "peer_http_batch": "hangar_http_batch"}
 
 
 class Client(Protocol):
+    async def start(self) -> None: ...
     async def call(self, i: int) -> bool: ...
     async def close(self) -> None: ...
 
 
 @dataclass
-class Cell:
-    scenario: str
-    concurrency: int
-    samples_ms: list[float] = field(default_factory=list)
-    errors: int = 0
-    wall_s: float = 0.0
+class Sizes:
+    """How much of everything a run does (full or quick)."""
 
-    def summary(self) -> dict[str, Any]:
-        s = sorted(self.samples_ms)
-        return {"scenario": self.scenario, "concurrency": self.concurrency, "calls": len(s), "errors": self.errors,
-                "p50_ms": round(_pct(s, 50), 4), "p90_ms": round(_pct(s, 90), 4), "p99_ms": round(_pct(s, 99), 4),
-                "mean_ms": round(statistics.fmean(s), 4) if s else None,
-                "throughput_per_s": round(len(s) / self.wall_s, 1) if self.wall_s else None}
+    calls: int
+    warmup: int
+    rounds: int
+    boot_runs: int
+    throughput_s: float
+    growth_calls: int
+    cold_concurrent: int
+    many_servers: int
+    running: int
+    catalogue_servers: int
+    samples: int
 
-
-def _pct(sorted_samples: list[float], p: float) -> float:
-    if not sorted_samples:
-        return float("nan")
-    k = (len(sorted_samples) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_samples) - 1)
-    return sorted_samples[lo] + (sorted_samples[hi] - sorted_samples[lo]) * (k - lo)
+    @classmethod
+    def of(cls, quick: bool) -> Sizes:
+        if quick:
+            return cls(100, 20, 2, 1, 1.0, 2_000, 10, 100, 5, 10, 5)
+        return cls(2000, 200, 4, 5, 10.0, 100_000, 50, 1000, 20, 100, 50)
 
 
-async def measure_cell(call: Callable[[int], Awaitable[bool]], cell: Cell, n: int, warmup: int, base: int) -> None:
-    """``warmup`` calls, then ``n`` calls spread over ``cell.concurrency`` workers; arguments all distinct."""
-    numbers_w = iter(range(base, base + warmup))
+class _Tool:
+    """Another tool over an already connected raw client (one Hangar process, several routes)."""
 
-    async def warm() -> None:
-        for i in numbers_w:
-            await call(i)
+    def __init__(self, client: StdioClient, tool: str) -> None:
+        self.client, self.tool = client, tool
 
-    await asyncio.gather(*(warm() for _ in range(cell.concurrency)))
-    numbers = iter(range(base + warmup, base + warmup + n))
-    perf = time.perf_counter
+    async def start(self) -> None:
+        pass
 
-    async def worker() -> None:
-        for i in numbers:  # one shared iterator: each call number is taken once
-            began = perf()
-            try:
-                ok = await call(i)
-            except Exception:
-                ok = False
-            cell.samples_ms.append((perf() - began) * 1000)
-            if not ok:
-                cell.errors += 1
+    async def call(self, i: int) -> bool:
+        msg = await self.client.request("tools/call", {"name": self.tool, "arguments": {"text": f"bench-{i}"}})
+        result = msg.get("result")
+        return isinstance(result, dict) and not result.get("isError")
 
-    began = perf()
-    await asyncio.gather(*(worker() for _ in range(cell.concurrency)))
-    cell.wall_s += perf() - began
-
-
-async def sustained(call: Callable[[int], Awaitable[bool]], seconds: float, concurrency: int,
-                    base: int) -> dict[str, Any]:
-    """Calls as fast as ``concurrency`` workers go for ``seconds``: throughput and errors."""
-    stop = time.perf_counter() + seconds
-    counts = {"calls": 0, "errors": 0}
-    numbers = iter(range(base, base + 10**9))
-
-    async def worker() -> None:
-        while time.perf_counter() < stop:
-            i = next(numbers)
-            try:
-                ok = await call(i)
-            except Exception:
-                ok = False
-            counts["calls"] += 1
-            counts["errors"] += not ok
-
-    began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - began
-    return {**counts, "seconds": round(wall, 3), "concurrency": concurrency,
-            "throughput_per_s": round(counts["calls"] / wall, 1)}
+    async def close(self) -> None:
+        pass
 
 
 def _write_config(folder: Path) -> Path:
+    fast = f"[{procs.yaml_str(PYTHON)}, {procs.yaml_str(str(FAST_SERVER))}]"
+    lines = ["mcp_servers:", f"  fast: {{mode: subprocess, command: {fast}, protocol: legacy}}",
+             f"  sdk: {{mode: subprocess, command: [{procs.yaml_str(PYTHON)}, {procs.yaml_str(str(SDK_SERVER))}]}}"]
+    members = [f"pool-{i}" for i in range(1, GROUP_MEMBERS + 1)]
+    lines += [f"  {m}: {{mode: subprocess, command: {fast}, protocol: legacy}}" for m in members]
+    lines += ["groups:", "  pool:", "    strategy: round_robin", f"    members: [{', '.join(members)}]"]
     cfg = folder / "config.yaml"
-    cfg.write_text(
-        "mcp_servers:\n"
-        "  fast:\n"
-        "    mode: subprocess\n"
-        f"    command: [{_yaml_str(PYTHON)}, {_yaml_str(str(FAST_SERVER))}]\n"
-        "    protocol: legacy\n")
+    cfg.write_text("\n".join(lines) + "\n")
     return cfg
 
 
-def _yaml_str(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+def _clients(folder: Path, cfg: Path, http_base: str, bare_base: str, peer_base: str | None) -> dict[str, Client]:
+    stdio_argv = [procs.CLI, "serve", "-c", str(cfg), "--log-level", "WARNING"]
+    hangar_stdio = StdioClient([*stdio_argv, "--data-dir", str(folder / "data-stdio")],
+                               folder / "hangar-stdio.log", "fast__echo")
+    clients: dict[str, Client] = {
+        "direct_stdio": StdioClient([PYTHON, str(FAST_SERVER)], folder / "direct.log", "echo"),
+        "hangar_stdio": hangar_stdio,
+        "hangar_stdio_group": _Tool(hangar_stdio, "pool__echo"),
+        "bare_asgi": HttpClient(bare_base, "modern", "fast__echo"),
+        "hangar_http_modern": HttpClient(http_base, "modern", "fast__echo"),
+        "hangar_http_legacy": HttpClient(http_base, "legacy", "fast__echo"),
+        "hangar_http_group": HttpClient(http_base, "modern", "pool__echo"),
+        "sdk_direct": SdkClient("echo", argv=[PYTHON, str(SDK_SERVER)]),
+        "sdk_hangar_stdio": SdkClient("sdk__echo", argv=[*stdio_argv, "--data-dir", str(folder / "data-sdk")]),
+        "sdk_hangar_http": SdkClient("sdk__echo", url=f"{http_base}/mcp", mode="2026-07-28"),
+    }
+    if peer_base is not None:
+        clients["hangar_http_batch"] = HttpClient(http_base, "modern", "hangar_call", batch_arguments("fast", "echo"))
+        clients["peer_http_batch"] = HttpClient(peer_base, "modern", "hangar_call", batch_arguments("fast", "echo"))
+    return clients
 
 
-def _env(folder: Path) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MCP_")} | {"HOME": str(folder)}
+async def _latency_cells(clients: dict[str, Client], scenarios: list[str], sizes: Sizes) -> list[Cell]:
+    cells = {(name, c): Cell(name, c) for c in CONCURRENCY for name in scenarios}
+    counter = 0
+    # Interleaved in rounds: each round runs every cell once (baseline, through Hangar, ...), so drift on
+    # a shared machine spreads evenly over all scenarios.
+    for r in range(sizes.rounds):
+        share = sizes.calls // sizes.rounds + (1 if r < sizes.calls % sizes.rounds else 0)
+        for concurrency in CONCURRENCY:
+            for name in scenarios:
+                warmup = sizes.warmup if r == 0 else 0
+                await measure_cell(clients[name].call, cells[name, concurrency], share, warmup, counter)
+                counter += share + warmup
+    return list(cells.values())
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop one process this harness started, by its PID: SIGTERM, then SIGKILL after 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+async def _growth(client: StdioClient, calls: int) -> dict[str, Any]:
+    """RSS of the stdio Hangar before and after ``calls`` more calls at concurrency 32."""
+    before = procs.rss_mib(client.pid)
+    cell = Cell("growth", 32)
+    await measure_cell(client.call, cell, calls, 0, 10**10)
+    after = procs.rss_mib(client.pid)
+    return {"calls": calls, "errors": cell.errors, "rss_before_mib": before, "rss_after_mib": after,
+            "growth_pct": round((after - before) / before * 100, 2), "seconds": round(cell.wall_s, 2)}
 
 
-@contextlib.contextmanager
-def http_process(argv: list[str], folder: Path, port: int,
-                 log: Path) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
-    """Start an HTTP server process and wait for /health/ready; yields it and its boot time (s)."""
-    began = time.perf_counter()
-    with log.open("wb") as err:
-        proc = subprocess.Popen(argv, cwd=folder, env=_env(folder), stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=err)
-    try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5.0) as client:
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"{argv[0]} exited with {proc.returncode}; see {log}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get("/health/ready").status_code == 200:
-                        break
-                if time.perf_counter() - began > boot.READY_TIMEOUT_S:
-                    raise TimeoutError(f"{argv} did not become ready")
-                time.sleep(0.005)
-        yield proc, time.perf_counter() - began
-    finally:
-        _stop(proc)
-
-
-def _rss_mib(pid: int) -> float:
-    return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
-
-
-async def run_latency(folder: Path, calls: int, warmup: int, rounds: int, throughput_s: float) -> dict[str, Any]:
+async def run_latency(folder: Path, sizes: Sizes, with_peer: bool) -> dict[str, Any]:
     cfg = _write_config(folder)
-    cli = boot.CLI
-    hangar_port, bare_port = boot._free_port(), boot._free_port()
     out: dict[str, Any] = {}
     with contextlib.ExitStack() as stack:
-        hangar_http, hangar_boot = stack.enter_context(http_process(
-            [cli, "serve", "--http", "--port", str(hangar_port), "-c", str(cfg),
-             "--data-dir", str(folder / "data-http"), "--log-level", "WARNING"],
-            folder, hangar_port, folder / "hangar-http.log"))
+        hangar_http, hangar_boot = stack.enter_context(procs.hangar_http(folder, cfg, "hangar-http"))
         out["hangar_http_boot_to_ready_ms"] = round(hangar_boot * 1000, 1)
-        out["hangar_http_rss_idle_mib"] = _rss_mib(hangar_http.pid)
-        bare, _ = stack.enter_context(http_process([PYTHON, str(BARE_ASGI), "--port", str(bare_port)], folder,
-                                                   bare_port, folder / "bare.log"))
-        base = f"http://127.0.0.1:{hangar_port}"
-        clients: dict[str, Client] = {}
-        direct = StdioClient([PYTHON, str(FAST_SERVER)], folder / "direct.log", "echo")
-        hangar_stdio = StdioClient([cli, "serve", "-c", str(cfg), "--data-dir", str(folder / "data-stdio"),
-                                    "--log-level", "WARNING"], folder / "hangar-stdio.log", "fast__echo")
-        clients["direct_stdio"] = direct
-        clients["hangar_stdio"] = hangar_stdio
-        clients["bare_asgi"] = HttpClient(f"http://127.0.0.1:{bare_port}", "modern", "fast__echo")
-        clients["hangar_http_modern"] = HttpClient(base, "modern", "fast__echo")
-        clients["hangar_http_legacy"] = HttpClient(base, "legacy", "fast__echo")
+        out["hangar_http_rss_idle_mib"] = procs.rss_mib(hangar_http.pid)
+        http_base = f"http://127.0.0.1:{procs.port_of(hangar_http)}"
+        bare_port = procs.free_port()
+        stack.enter_context(procs.http_process([PYTHON, str(BARE_ASGI), "--port", str(bare_port)], folder,
+                                               bare_port, folder / "bare.log"))
+        bare_base = f"http://127.0.0.1:{bare_port}"
+        peer_base = None
+        if with_peer:
+            peer_port = procs.free_port()
+            peer_cfg = peer.write_config(folder / "peer.yaml", [PYTHON, str(FAST_SERVER)])
+            peer_proc, peer_boot = stack.enter_context(procs.http_process(
+                peer.argv(peer_cfg, peer_port), folder, peer_port, folder / "peer.log"))
+            peer_base = f"http://127.0.0.1:{peer_port}"
+            out["peer_http_boot_to_ready_ms"] = round(peer_boot * 1000, 1)
+            out["peer_http_rss_idle_mib"] = procs.rss_mib(peer_proc.pid)
+        clients = _clients(folder, cfg, http_base, bare_base, peer_base)
+        scenarios = list(SCENARIOS) + (list(PEER_SCENARIOS) if with_peer else [])
         try:
             for client in clients.values():
-                await client.start()  # type: ignore[attr-defined]
-            cells = {(name, c): Cell(name, c) for c in CONCURRENCY for name in SCENARIOS}
-            counter = 0
-            # Interleaved in rounds: each round runs every cell once (baseline, through Hangar, baseline,
-            # through Hangar, ...), so drift on a shared machine spreads evenly over all scenarios.
-            for r in range(rounds):
-                share = calls // rounds + (1 if r < calls % rounds else 0)
-                for concurrency in CONCURRENCY:
-                    for name in SCENARIOS:
-                        await measure_cell(clients[name].call, cells[name, concurrency], share,
-                                           warmup if r == 0 else 0, counter)
-                        counter += share + warmup
-            out["cells"] = list(cells.values())
-            out["rounds"] = rounds
-            out["hangar_http_rss_after_calls_mib"] = _rss_mib(hangar_http.pid)
-            out["hangar_stdio_rss_after_calls_mib"] = _rss_mib(hangar_stdio.pid)
+                await client.start()
+            out["cells"] = await _latency_cells(clients, scenarios, sizes)
+            out["rounds"] = sizes.rounds
+            out["hangar_http_rss_after_calls_mib"] = procs.rss_mib(hangar_http.pid)
+            if with_peer:
+                out["peer_http_rss_after_calls_mib"] = procs.rss_mib(peer_proc.pid)
+            stdio = clients["hangar_stdio"]
+            assert isinstance(stdio, StdioClient)
+            out["hangar_stdio_rss_after_calls_mib"] = procs.rss_mib(stdio.pid)
+            out["growth"] = await _growth(stdio, sizes.growth_calls)
             out["throughput"] = {}
             for name in ("bare_asgi", "hangar_http_modern"):
-                out["throughput"][name] = await sustained(clients[name].call, throughput_s, 32, counter)
-                counter += 10**9
+                out["throughput"][name] = await sustained(clients[name].call, sizes.throughput_s, 32, 10**11)
             if wrk.available():
                 out["throughput_wrk"] = {
-                    name: wrk.throughput(f"{url}/mcp", throughput_s, 32, folder)
-                    for name, url in (("bare_asgi", f"http://127.0.0.1:{bare_port}"), ("hangar_http_modern", base))}
+                    name: wrk.throughput(f"{url}/mcp", sizes.throughput_s, 32, folder)
+                    for name, url in (("bare_asgi", bare_base), ("hangar_http_modern", http_base))}
         finally:
-            for client in clients.values():
+            for client in reversed(list(clients.values())):
                 with contextlib.suppress(Exception):
                     await client.close()
-        del bare
     return out
+
+
+async def run_fleet(folder: Path, sizes: Sizes) -> dict[str, Any]:
+    return {"cold_start": await fleet.cold_start(folder, sizes.cold_concurrent),
+            "many_servers": await fleet.many_servers(folder, sizes.many_servers, sizes.running, sizes.samples),
+            "catalogue": await fleet.tools_list(folder, sizes.catalogue_servers, 20, sizes.samples)}
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -238,11 +202,20 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return factory
 
 
-def run(quick: bool) -> dict[str, Any]:
-    calls, warmup, rounds, runs, throughput_s = (100, 20, 2, 1, 1.0) if quick else (2000, 200, 4, 5, 5.0)
+def run(quick: bool, with_peer: bool = False) -> dict[str, Any]:
+    sizes = Sizes.of(quick)
+    out: dict[str, Any] = {"quick": quick, "calls_per_cell": sizes.calls, "warmup_per_cell": sizes.warmup,
+                           "sizes": sizes.__dict__, "baselines": {**SCENARIOS, **PEER_SCENARIOS}}
+    if with_peer:
+        out["peer"] = peer.install()
     with tempfile.TemporaryDirectory(prefix="hangar-bench-") as tmp:
         folder = Path(tmp)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:  # the clients' own cost kept low
-            latency = runner.run(run_latency(folder, calls, warmup, rounds, throughput_s))
-        boot_results = boot.measure(runs)
-    return {"quick": quick, "calls_per_cell": calls, "warmup_per_cell": warmup, "boot": boot_results, **latency}
+            out.update(runner.run(run_latency(folder, sizes, with_peer)))
+            out["fleet"] = runner.run(run_fleet(folder, sizes))
+        out["boot"] = boot.measure(sizes.boot_runs)
+        out["imports"] = importtime.measure()
+        if with_peer:
+            peer_cfg = peer.write_config(folder / "peer-boot.yaml", [PYTHON, str(FAST_SERVER)])
+            out["peer"]["boot"] = peer.measure_boot(folder, peer_cfg, sizes.boot_runs)
+    return out

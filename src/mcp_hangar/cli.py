@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import ipaddress
 import logging
 import os
@@ -265,6 +266,7 @@ def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_
         try:
             await hangar.start()
             _reload_on_sighup(hangar)
+            settle_heap()
             bound = sock.getsockname()
             shown = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
             log.info("serving http://%s:%d (REST /api, MCP /mcp, /health, /metrics)", shown, bound[1])
@@ -279,6 +281,14 @@ def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_
     loop_factory = getattr(server.config, "get_loop_factory", lambda: None)()
     with asyncio.Runner(loop_factory=loop_factory) as runner:
         return runner.run(run())
+
+
+def settle_heap() -> None:
+    """Once booted: move everything alive into the collector's permanent generation (what boot built
+    lives as long as the process), so that later collections walk only what calls allocate. A full
+    collection over the boot heap would otherwise pause the event loop for milliseconds now and then."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
@@ -299,6 +309,7 @@ async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
     try:
         await hangar.start()
         _reload_on_sighup(hangar)
+        settle_heap()
         from .front.stdio import serve_stdio
 
         front = asyncio.create_task(serve_stdio(hangar))

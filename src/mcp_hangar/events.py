@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import orjson
+
 log = logging.getLogger(__name__)
 
 
@@ -55,6 +57,11 @@ class Event:
         for f in dataclasses.fields(self):
             out[f.name] = getattr(self, f.name)
         return out
+
+    def to_json(self) -> bytes:
+        """``to_dict`` as JSON, built by orjson's dataclass support (fields in order) at a fraction of the
+        cost: events are serialized on every call for the history and the event log."""
+        return b'{"event_type":' + orjson.dumps(self.event_type) + b"," + orjson.dumps(self, default=str)[1:]
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -58,6 +58,7 @@ class Metrics:
                                     ["mcp_server"], buckets=START_BUCKETS, registry=r)
         self.health_checks = Counter(PREFIX + "health_checks", "Active health checks by result",
                                      ["mcp_server", "result"], registry=r)
+        self._completed: dict[tuple[str, str, bool], tuple[Any, Any]] = {}  # label children of tool_calls/duration
         self.tool_calls = Counter(PREFIX + "tool_calls", "Tool calls by outcome",
                                   ["mcp_server", "tool", "outcome"], registry=r)
         self.tool_errors = Counter(PREFIX + "tool_call_errors", "Failed tool calls by error type",
@@ -116,9 +117,15 @@ class Metrics:
             with contextlib.suppress(KeyError):  # a removal of labels never set
                 self._group_event(event)
         elif isinstance(event, ToolInvocationCompleted):
-            outcome = "error" if event.is_error else "success"
-            self.tool_calls.labels(event.mcp_server_id, event.tool_name, outcome).inc()
-            self.tool_duration.labels(event.mcp_server_id, event.tool_name).observe(event.duration_ms / 1000)
+            key = (event.mcp_server_id, event.tool_name, event.is_error)
+            children = self._completed.get(key)
+            if children is None:  # the label lookup costs more than the count: once per (server, tool)
+                outcome = "error" if event.is_error else "success"
+                children = (self.tool_calls.labels(event.mcp_server_id, event.tool_name, outcome),
+                            self.tool_duration.labels(event.mcp_server_id, event.tool_name))
+                self._completed[key] = children
+            children[0].inc()
+            children[1].observe(event.duration_ms / 1000)
         elif isinstance(event, ToolInvocationFailed):
             self.tool_calls.labels(event.mcp_server_id, event.tool_name, "failure").inc()
             self.tool_errors.labels(event.mcp_server_id, event.tool_name, event.error_type).inc()

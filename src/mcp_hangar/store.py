@@ -140,7 +140,7 @@ class Store(SqliteAccess):
                 continue
             outcome = "failure" if isinstance(e, ToolInvocationFailed) else ("error" if e.is_error else "success")
             rows.append((e.mcp_server_id, e.event_id, e.event_type, e.tool_name, e.correlation_id,
-                         e.occurred_at, outcome, e.duration_ms, orjson.dumps(e.to_dict()).decode()))
+                         e.occurred_at, outcome, e.duration_ms, e.to_json().decode()))
         if not rows:
             return
         servers = {r[0] for r in rows}

@@ -80,6 +80,7 @@ class McpHttpEndpoint:
         self.idle_timeout = settings.session_idle_timeout_s
         self.sessions: dict[str, LegacyHttpSession] = {}
         self.closing = False
+        self._swept_at = 0.0
 
     def close(self) -> None:
         self.closing = True
@@ -124,7 +125,12 @@ class McpHttpEndpoint:
         return None
 
     def _expire_sessions(self) -> None:
+        """Forget idle sessions; the whole table is swept at most once a second (the session a request
+        names is checked on every request, in ``_post_legacy``)."""
         now = time.monotonic()
+        if now - self._swept_at < 1.0:
+            return
+        self._swept_at = now
         for sid, session in list(self.sessions.items()):
             if not session.streaming and now - session.last_seen > self.idle_timeout:
                 session.close()
@@ -211,6 +217,11 @@ class McpHttpEndpoint:
                                                   "Bad Request: Missing session ID"))
             return
         existing = self.sessions.get(given)
+        if existing is not None and not existing.streaming and \
+                time.monotonic() - existing.last_seen > self.idle_timeout:
+            existing.close()
+            self.sessions.pop(given, None)
+            existing = None
         if existing is None:
             await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
             return
@@ -318,29 +329,33 @@ async def _serve_request(session: FrontSession, receive: Receive, send: Send, he
                          cancel_on_disconnect: bool) -> None:
     """Run one request; its progress notifications and client requests ride on its own response.
 
-    In the 2026-07-28 era a client that closes the response has cancelled the request."""
+    In the 2026-07-28 era a client that closes the response has cancelled the request. The request
+    runs in the ASGI task itself (no task of its own); a watcher cancels that task on disconnect."""
     stream = _LazyStream(send)
     token = REQUEST_CHANNEL.set(stream.event if "text/event-stream" in headers.get("accept", "") else None)
-    try:
-        work = asyncio.ensure_future(session.handle(message, headers=headers))
-    finally:
-        REQUEST_CHANNEL.reset(token)
-    watcher: asyncio.Future[Any] | None = None
-    if cancel_on_disconnect and "id" in message:
+    watcher: asyncio.Task[None] | None = None
+    state = {"running": True, "gone": False}
+    current = asyncio.current_task()
+    if cancel_on_disconnect and "id" in message and current is not None:
 
         async def watch() -> None:
             while (await receive())["type"] != "http.disconnect":
                 pass
-            work.cancel()
+            if state["running"] and current is not None:  # never cancel an answer being sent
+                state["gone"] = True
+                current.cancel()
 
-        watcher = asyncio.ensure_future(watch())
+        watcher = asyncio.get_running_loop().create_task(watch())
     try:
-        response = await work
+        response = await session.handle(message, headers=headers)
     except asyncio.CancelledError:
-        if watcher is not None and watcher.done():
+        if state["gone"] and current is not None:
+            current.uncancel()
             return  # the client went away: nothing to answer
         raise
     finally:
+        state["running"] = False
+        REQUEST_CHANNEL.reset(token)
         if watcher is not None:
             watcher.cancel()
     if response is None:

@@ -29,7 +29,7 @@ from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
-from .inbound import preload, sdk
+from .inbound import load_sdk, sdk
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -115,7 +115,6 @@ class Front:
 
     def __init__(self, hangar: Hangar) -> None:
         self.hangar = hangar
-        preload()
         self.catalog = Catalog(hangar, MANAGEMENT_TOOLS)
         self.guard = Guard(hangar.auth, self.catalog)
         self.management = Management(hangar, self.guard)
@@ -348,6 +347,8 @@ class FrontSession:
                 self.front.guard.check_method(self.principal, method)
             except HangarError as exc:
                 raise RpcError(exc.jsonrpc_code, exc.message, as_error_data(exc)) from None
+        if self.era != "legacy" and method != "initialize":
+            await load_sdk()  # a modern request (or the first of a new stdio client) needs the SDK's checks
         era = self._classify(method, params, message, headers)
         if not self._counted:
             self._counted = True

@@ -19,29 +19,72 @@ MAX_LINE = 64 * 1024 * 1024
 
 
 class _StdoutWriter:
-    """Writes whole lines to fd 1 without blocking the loop for long (a pipe may be full)."""
+    """Writes whole lines to fd 1 without blocking the loop (a pipe may be full).
+
+    Lines written in one turn of the event loop leave in one system call; a writer waits only when
+    more than ``HIGH_WATER`` bytes are queued behind a full pipe, which is the client's backpressure."""
+
+    HIGH_WATER = 1024 * 1024
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
-        self._lock = asyncio.Lock()
+        self._chunks: list[bytes] = []
+        self._queued = 0  # bytes in _chunks
+        self._scheduled = False  # a flush is due at the end of this loop turn
+        self._blocked = False  # waiting for the pipe to accept more
+        self._drained = asyncio.Event()
+        self._drained.set()
 
     async def write(self, message: JsonObject) -> None:
         data = orjson.dumps(message) + b"\n"
-        async with self._lock:
-            loop = asyncio.get_running_loop()
-            view = memoryview(data)
-            while view:
-                try:
-                    written = os.write(self._fd, view)
-                except BlockingIOError:
-                    waiter = loop.create_future()
-                    loop.add_writer(self._fd, waiter.set_result, None)
-                    try:
-                        await waiter
-                    finally:
-                        loop.remove_writer(self._fd)
-                    continue
-                view = view[written:]
+        self._chunks.append(data)
+        self._queued += len(data)
+        if not self._scheduled and not self._blocked:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+        if self._queued > self.HIGH_WATER:
+            self._drained.clear()
+            await self._drained.wait()
+
+    async def drain(self) -> None:
+        """Wait until every queued line has been written (or the client has gone)."""
+        if self._chunks and not self._blocked:
+            self._flush()
+        if self._chunks:
+            self._drained.clear()
+            await self._drained.wait()
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        if not self._chunks:
+            return
+        data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
+        self._chunks.clear()
+        try:
+            written = os.write(self._fd, data)
+        except BlockingIOError:
+            written = 0
+        except OSError:  # the client closed its end: nobody reads any more
+            written = len(data)
+        if written < len(data):
+            self._chunks.append(data[written:])
+            self._queued = len(data) - written
+            if not self._blocked:
+                self._blocked = True
+                asyncio.get_running_loop().add_writer(self._fd, self._writable)
+            return
+        self._queued = 0
+        self._drained.set()
+
+    def close(self) -> None:
+        if self._blocked:
+            asyncio.get_running_loop().remove_writer(self._fd)
+            self._blocked = False
+
+    def _writable(self) -> None:
+        asyncio.get_running_loop().remove_writer(self._fd)
+        self._blocked = False
+        self._flush()
 
 
 async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: int | None = None) -> None:
@@ -90,12 +133,15 @@ async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: in
                     session.in_flight[message["id"]] = task
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-        # stdin closed: let the requests already received finish (bounded), then leave.
+        # stdin closed: let the requests already received finish and their answers leave (bounded).
         if tasks:
             await asyncio.wait(tasks, timeout=5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(writer.drain(), 5)
     finally:
         for task in tasks:
             task.cancel()
         session.close()
         front.close()
+        writer.close()
         transport.close()

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import math
 import os
 import re
 import signal
@@ -63,11 +64,13 @@ def child_environment(spec_env: dict[str, str], inherit_all: bool) -> dict[str, 
 
 
 class _Pending:
-    __slots__ = ("future", "method")
+    __slots__ = ("deadline", "future", "method", "timeout")
 
-    def __init__(self, future: asyncio.Future[JsonObject], method: str) -> None:
+    def __init__(self, future: asyncio.Future[JsonObject], method: str, timeout: float, deadline: float) -> None:
         self.future = future
         self.method = method
+        self.timeout = timeout
+        self.deadline = deadline  # loop time
 
 
 class StdioUpstream:
@@ -104,6 +107,10 @@ class StdioUpstream:
         self._client_version = client_version
         self._proc: asyncio.subprocess.Process | None = None
         self._pending: dict[int, _Pending] = {}
+        # Request timeouts share one loop timer, armed at the earliest deadline that may still be pending
+        # (one timer per connection instead of an asyncio.timeout, with its timer, per request).
+        self._sweep_timer: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task[None]] = []
         self._broken: UpstreamError | None = None
@@ -112,6 +119,7 @@ class StdioUpstream:
         self._exit_reported = False
         self._pgid: int | None = None
         self._write_lock = asyncio.Lock()
+        self._out: list[bytes] = []  # lines waiting for the end of this loop turn
         self.protocol_version: str | None = None
         self.server_info: JsonObject = {}
         self.capabilities: JsonObject = {}
@@ -225,6 +233,7 @@ class StdioUpstream:
         if proc is None:
             return None
         if proc.returncode is None and proc.stdin is not None:
+            self._flush()  # what was written in this loop turn still leaves
             with contextlib.suppress(Exception):
                 proc.stdin.close()
             with contextlib.suppress(TimeoutError):
@@ -239,6 +248,9 @@ class StdioUpstream:
                 await asyncio.wait_for(proc.wait(), grace)
         await self._kill_leftovers()
         self._fail_all(UpstreamCrashedError("the MCP server was stopped"))
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+            self._sweep_timer, self._sweep_at = None, math.inf
         # Everyone holding the pipes is gone: let the readers take the last lines (a dying server's
         # traceback is the most useful part of its stderr) before they are cancelled.
         if pending := [t for t in self._tasks if not t.done()]:
@@ -291,21 +303,42 @@ class StdioUpstream:
         proc = self._proc
         if proc is None or proc.stdin is None or self._broken is not None:
             raise self._broken or UpstreamCrashedError("the MCP server is not running")
-        data = orjson.dumps(message) + b"\n"
+        # Messages written in one turn of the event loop leave in one write: under concurrency that is
+        # one system call (and one wake-up of the upstream) for many requests instead of one each.
+        self._out.append(orjson.dumps(message) + b"\n")
+        if len(self._out) == 1:
+            asyncio.get_running_loop().call_soon(self._flush)
         try:
-            proc.stdin.write(data)
             if proc.stdin.transport.get_write_buffer_size() > 64 * 1024:
+                self._flush()
                 async with self._write_lock:
                     await proc.stdin.drain()
         except (ConnectionError, RuntimeError, AttributeError):
             raise UpstreamCrashedError("the MCP server closed its input") from None
 
+    def _flush(self) -> None:
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out.clear()
+        proc = self._proc
+        if proc is None or proc.stdin is None or self._broken is not None:
+            return  # the requests fail through _break or close
+        try:
+            proc.stdin.write(data)
+        except (ConnectionError, RuntimeError, AttributeError):
+            self._fail_all(UpstreamCrashedError("the MCP server closed its input"))
+
     async def request(self, method: str, params: JsonObject | None, timeout: float) -> JsonObject:
         if self._broken is not None:
             raise self._broken
         request_id = next(self._ids)
-        future: asyncio.Future[JsonObject] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = _Pending(future, method)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[JsonObject] = loop.create_future()
+        deadline = loop.time() + timeout
+        self._pending[request_id] = _Pending(future, method, timeout, deadline)
+        if deadline < self._sweep_at:
+            self._arm_sweep(loop, deadline)
         message: JsonObject = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if method != "server/discover":
             params = prepare_params(params, self.era, self._client_version)
@@ -313,16 +346,39 @@ class StdioUpstream:
             message["params"] = params
         try:
             await self._write(message)
-            async with asyncio.timeout(timeout):
-                return await future
-        except TimeoutError:
-            self._cancel_upstream(request_id, "timeout")
-            raise UpstreamTimeoutError(f"'{method}' got no answer within {timeout:g} s") from None
+            return await future  # the sweep fails it with UpstreamTimeoutError at its deadline
         except asyncio.CancelledError:
             self._cancel_upstream(request_id, "cancelled by the client")
             raise
         finally:
             self._pending.pop(request_id, None)
+
+    def _arm_sweep(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        if self._sweep_timer is not None:
+            self._sweep_timer.cancel()
+        self._sweep_timer = None
+        self._sweep_at = when
+        if math.isfinite(when):
+            self._sweep_timer = loop.call_at(when, self._sweep)
+
+    def _sweep(self) -> None:
+        """Fail the requests whose deadline passed; re-arm for the earliest deadline still pending."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        earliest = math.inf
+        for request_id, pending in list(self._pending.items()):
+            if pending.future.done():
+                continue
+            if pending.deadline <= now:
+                pending.future.set_exception(UpstreamTimeoutError(
+                    f"'{pending.method}' got no answer within {pending.timeout:g} s"))
+                self._cancel_upstream(request_id, "timeout")
+            else:
+                earliest = min(earliest, pending.deadline)
+        self._sweep_timer = None
+        self._sweep_at = math.inf
+        if math.isfinite(earliest):
+            self._arm_sweep(loop, earliest)
 
     def _cancel_upstream(self, request_id: int, reason: str) -> None:
         """Tell the upstream to stop working on a request whose answer nobody awaits any more."""

@@ -70,7 +70,8 @@ class HttpMetricsMiddleware:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "<unmatched>"
+            # /mcp is a plain Starlette route, which leaves no "route" in the scope: name it by its path.
+            template = getattr(route, "path", None) or ("/mcp" if scope.get("path") == "/mcp" else "<unmatched>")
             method = scope.get("method", "")
             self.metrics.http_requests.labels(method, template, str(status)).inc()
             self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - began)
@@ -123,12 +124,70 @@ class EnvelopeCORSMiddleware(CORSMiddleware):
         return refused
 
 
+class HangarApp(FastAPI):
+    """The REST app, with a lean path for the MCP endpoint.
+
+    A request to exactly ``/mcp`` (GET, POST, DELETE) without an ``Origin`` header goes straight to the
+    MCP endpoint, counted in the same HTTP metrics: for such a request every layer of the REST stack
+    passes it through unchanged (CORS acts on Origin only, the body limit and trailing-slash layers on
+    other paths, the router would pick the same endpoint), so skipping them changes nothing but the
+    cost of a call. The lean path is taken only while the middleware stack consists of exactly the
+    layers listed in ``LEAN_PASSTHROUGH``; a middleware added later (authentication, say) that is not
+    listed there sends every request through the whole stack again, safely by default."""
+
+    LEAN_PASSTHROUGH: frozenset[Any] = frozenset()  # filled below, once the middleware classes exist
+    LEAN_METHODS = frozenset({"GET", "POST", "DELETE"})
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lean: bool | None = None  # decided at the first request, when the stack is complete
+        self._mcp: McpHttpEndpoint | None = None
+        self._metrics: Metrics | None = None
+        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def lean_mcp(self, endpoint: McpHttpEndpoint, metrics: Metrics) -> None:
+        self._mcp, self._metrics = endpoint, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/mcp" and scope["method"] in self.LEAN_METHODS:
+            if self._lean is None:
+                self._lean = self._mcp is not None and all(
+                    m.cls in self.LEAN_PASSTHROUGH for m in self.user_middleware)
+            if self._lean and not any(k == b"origin" for k, _ in scope["headers"]):
+                await self._serve_mcp(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+    async def _serve_mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert self._mcp is not None and self._metrics is not None
+        began = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._mcp(scope, receive, send_status)
+        finally:
+            method = scope["method"]
+            children = self._children.get((method, status))
+            if children is None:  # label lookups are the costly part of counting: once per (method, status)
+                children = (self._metrics.http_requests.labels(method, "/mcp", str(status)),
+                            self._metrics.http_duration.labels(method, "/mcp"))
+                self._children[method, status] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - began)
+
+
 def _env_list(name: str) -> list[str]:
     raw = os.environ.get(name, "*").strip() or "*"
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
+def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> HangarApp:
     """Build the app around ``hangar``. With ``manage_lifecycle`` the app's lifespan starts and
     stops Hangar."""
 
@@ -147,7 +206,7 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
             if manage_lifecycle:
                 await hangar.aclose()
 
-    app = FastAPI(
+    app = HangarApp(
         title="MCP Hangar",
         version=__version__,
         description="Gateway and control plane for Model Context Protocol servers.",
@@ -192,7 +251,12 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> FastAPI:
     )
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
     app.add_middleware(TrailingSlashMiddleware)
+    app.lean_mcp(mcp_endpoint, metrics)
     return app
+
+
+HangarApp.LEAN_PASSTHROUGH = frozenset({TrailingSlashMiddleware, HttpMetricsMiddleware, EnvelopeCORSMiddleware,
+                                        ApiBodyLimitMiddleware})
 
 
 def app_state(app: Any) -> Hangar:

@@ -1,0 +1,169 @@
+"""Fleet-sized scenarios: cold start with concurrent first calls, memory with many servers, and scale.
+
+- cold start: one lazy server, N concurrent first calls through the modern HTTP front; spawns are counted
+  from the processes themselves (each fast upstream appends its PID to a file at start) and from Hangar's
+  own ``mcp_hangar_mcp_server_starts_total``; the total is compared with one lone first call;
+- memory: RSS of Hangar with 1,000 registered cold servers, then with 20 of them running;
+- scale: ``GET /api/mcp_servers`` with those 1,000 servers; the aggregated ``tools/list`` (every page)
+  over 100 ready servers with 20 tools each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import procs
+from .clients import ACCEPT, META, MODERN
+
+FAST_SERVER = Path(__file__).resolve().parent / "fast_server.py"
+
+
+def _server_yaml(name: str, *extra: str, lines: list[str]) -> None:
+    argv = ", ".join(procs.yaml_str(a) for a in (procs.PYTHON, str(FAST_SERVER), *extra))
+    lines += [f"  {name}:", "    mode: subprocess", f"    command: [{argv}]", "    protocol: legacy"]
+
+
+def write_fleet_config(path: Path, count: int, *extra: str, prefix: str = "s") -> list[str]:
+    """A config of ``count`` lazy fast upstreams named ``<prefix>0000``...; returns the names."""
+    names = [f"{prefix}{i:04d}" for i in range(count)]
+    lines = ["mcp_servers:"]
+    for name in names:
+        _server_yaml(name, *extra, lines=lines)
+    path.write_text("\n".join(lines) + "\n")
+    return names
+
+
+def _stats(samples_s: list[float]) -> dict[str, Any]:
+    ms = sorted(s * 1000 for s in samples_s)
+    k = len(ms) - 1
+    return {"n": len(ms), "p50_ms": round(statistics.median(ms), 3), "p90_ms": round(ms[int(k * 0.9)], 3),
+            "min_ms": round(ms[0], 3), "max_ms": round(ms[-1], 3), "samples_ms": [round(x, 3) for x in ms]}
+
+
+async def _modern_call(client: httpx.AsyncClient, tool: str, args: dict[str, Any], rid: int) -> bool:
+    body = {"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+            "params": {"name": tool, "arguments": args, "_meta": META}}
+    r = await client.post("/mcp", json=body, headers={"accept": ACCEPT, "mcp-protocol-version": MODERN,
+                                                      "mcp-method": "tools/call", "mcp-name": tool})
+    result = r.json().get("result") if r.status_code == 200 else None
+    return isinstance(result, dict) and not result.get("isError")
+
+
+def _starts_metric(text: str, server: str) -> float:
+    match = re.search(r'^mcp_hangar_mcp_server_starts_total\{mcp_server="' + re.escape(server) + r'"\} (\S+)$',
+                      text, re.M)
+    return float(match.group(1)) if match else 0.0
+
+
+async def cold_start(folder: Path, concurrent: int) -> dict[str, Any]:
+    """``concurrent`` first calls at once on one lazy server, against one lone first call on its twin."""
+    spawn_log = folder / "spawns.txt"
+    lines = ["mcp_servers:"]
+    for name in ("lazy", "lazy_ref"):
+        _server_yaml(name, "--spawn-log", str(spawn_log.with_suffix(f".{name}")), lines=lines)
+    cfg = folder / "cold.yaml"
+    cfg.write_text("\n".join(lines) + "\n")
+    with procs.hangar_http(folder, cfg, "cold") as (proc, _):
+        base = f"http://127.0.0.1:{procs.port_of(proc)}"
+        limits = httpx.Limits(max_connections=concurrent + 4, max_keepalive_connections=concurrent + 4)
+        async with httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) as client:
+            # The front's own first-request costs are paid on a management tool, not on the measured call.
+            await _modern_call(client, "hangar_list", {}, 0)
+            began = time.perf_counter()
+            lone_ok = await _modern_call(client, "lazy_ref__echo", {"text": "first"}, 1)
+            lone = time.perf_counter() - began
+            # Open the connections first, so the burst measures Hangar and not TCP handshakes.
+            await asyncio.gather(*(client.get("/health/live") for _ in range(concurrent)))
+            began = time.perf_counter()
+
+            async def one(i: int) -> tuple[bool, float]:
+                ok = await _modern_call(client, "lazy__echo", {"text": f"cold-{i}"}, 100 + i)
+                return ok, time.perf_counter() - began
+
+            outcomes = await asyncio.gather(*(one(i) for i in range(concurrent)))
+            total = time.perf_counter() - began
+            metrics = (await client.get("/metrics")).text
+    spawns = spawn_log.with_suffix(".lazy").read_text().split() if spawn_log.with_suffix(".lazy").exists() else []
+    return {"concurrent_calls": concurrent, "ok": sum(ok for ok, _ in outcomes), "lone_ok": lone_ok,
+            "spawns_counted_by_process": len(spawns), "spawns_counted_by_hangar": _starts_metric(metrics, "lazy"),
+            "total_ms": round(total * 1000, 2), "lone_first_call_ms": round(lone * 1000, 2),
+            "total_over_lone": round(total / lone, 2),
+            "per_call_ms": _stats([t for _, t in outcomes])}
+
+
+async def _timed_gets(client: httpx.AsyncClient, path: str, n: int) -> tuple[list[float], Any]:
+    samples: list[float] = []
+    body: Any = None
+    for _ in range(n):
+        began = time.perf_counter()
+        r = await client.get(path)
+        samples.append(time.perf_counter() - began)
+        r.raise_for_status()
+        body = r.json()
+    return samples, body
+
+
+async def many_servers(folder: Path, count: int, running: int, gets: int) -> dict[str, Any]:
+    """RSS with ``count`` registered cold servers and with ``running`` of them started; the REST list."""
+    cfg = folder / "many.yaml"
+    names = write_fleet_config(cfg, count)
+    with procs.hangar_http(folder, cfg, "many") as (proc, boot_s):
+        await asyncio.sleep(1.0)  # let boot-time background work settle before reading RSS
+        rss_cold = procs.rss_mib(proc.pid)
+        base = f"http://127.0.0.1:{procs.port_of(proc)}"
+        async with httpx.AsyncClient(base_url=base, timeout=120.0) as client:
+            await _timed_gets(client, "/api/mcp_servers", 3)  # warm-up
+            samples, body = await _timed_gets(client, "/api/mcp_servers", gets)
+            listed = len(body["mcp_servers"])
+            for name in names[:running]:
+                (await client.post(f"/api/mcp_servers/{name}/start")).raise_for_status()
+        rss_running = procs.rss_mib(proc.pid)
+        children = procs.children_rss_mib(proc.pid)
+    return {"servers": count, "listed": listed, "boot_to_ready_ms": round(boot_s * 1000, 1),
+            "rss_cold_mib": rss_cold, "running": running, "rss_running_mib": rss_running,
+            "children_rss_mib": children, "list_servers": _stats(samples)}
+
+
+async def tools_list(folder: Path, servers: int, tools_each: int, lists: int) -> dict[str, Any]:
+    """The whole aggregated catalogue (every page) over ``servers`` ready servers of ``tools_each`` tools."""
+    cfg = folder / "catalogue.yaml"
+    names = write_fleet_config(cfg, servers, "--tools", str(tools_each - 2), prefix="t")
+    with procs.hangar_http(folder, cfg, "catalogue") as (proc, _):
+        base = f"http://127.0.0.1:{procs.port_of(proc)}"
+        async with httpx.AsyncClient(base_url=base, timeout=120.0) as client:
+            for i in range(0, len(names), 10):  # start them ten at a time: two CPUs
+                batch = names[i:i + 10]
+                for r in await asyncio.gather(*(client.post(f"/api/mcp_servers/{n}/start") for n in batch)):
+                    r.raise_for_status()
+            headers = {"accept": ACCEPT, "mcp-protocol-version": MODERN, "mcp-method": "tools/list"}
+
+            async def full_list(rid: int) -> tuple[int, int]:
+                cursor, count, pages = None, 0, 0
+                while True:
+                    params: dict[str, Any] = {"_meta": META}
+                    if cursor:
+                        params["cursor"] = cursor
+                    r = await client.post("/mcp", headers=headers, json={
+                        "jsonrpc": "2.0", "id": rid, "method": "tools/list", "params": params})
+                    result = r.json()["result"]
+                    count, pages = count + len(result["tools"]), pages + 1
+                    cursor = result.get("nextCursor")
+                    if not cursor:
+                        return count, pages
+
+            await full_list(0)  # warm-up
+            samples: list[float] = []
+            for i in range(lists):
+                began = time.perf_counter()
+                count, pages = await full_list(i + 1)
+                samples.append(time.perf_counter() - began)
+    upstream_tools = servers * tools_each
+    return {"servers": servers, "tools_each": tools_each, "upstream_tools": upstream_tools, "listed_tools": count,
+            "pages": pages, "full_list": _stats(samples)}
