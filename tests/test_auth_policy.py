@@ -11,11 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from config_helpers import NO_WATCH, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import FIXTURES, PYTHON, loaded_config
 from mcp_hangar.auth.policy import PolicyEngine, normalize_scope
+from mcp_hangar.config import load_config
 from mcp_hangar.errors import ConfigError
 from mcp_hangar.front.session import Front, FrontSession
 from mcp_hangar.hangar import Hangar
@@ -253,3 +255,28 @@ async def test_file_policies_on_groups_apply_after_start(hangar_factory: Any) ->
     assert policies.judge("pool", "read_file") is None
     assert policies.judge("pool", "read_dir") is not None and policies.judge("a", "read_dir") is None
     assert policies.judge("pool", "search") is not None
+
+
+async def test_a_reloaded_file_policy_applies_without_a_restart(tmp_path: Path) -> None:
+    path = tmp_path / "hangar.yaml"
+    doc: dict[str, Any] = {"mcp_servers": {"a": _named(tools={"deny_list": ["admin_*"]})},
+                           "groups": {"pool": {"members": ["a"], "auto_start": False}}, **NO_WATCH}
+    write_config(path, doc)
+    hangar = Hangar(load_config(path), tmp_path / "data")
+    await hangar.start()
+    try:
+        await hangar.start_server("a")
+        pid = hangar.servers["a"].pid
+        assert hangar.auth.policies.judge("a", "admin_reset") is not None
+        doc["mcp_servers"]["a"]["tools"] = {"deny_list": ["delete_*"]}
+        doc["groups"]["pool"]["tools"] = {"allow_list": ["read_*"]}
+        write_config(path, doc)
+        result = await hangar.reloader.reload("test")
+        assert result["restart_required"] == [] and result["mcp_servers_restarted"] == []
+        assert hangar.servers["a"].pid == pid  # a policy change does not restart the server
+        assert hangar.auth.policies.judge("a", "admin_reset") is None
+        assert hangar.auth.policies.judge("a", "delete_file") is not None
+        assert hangar.auth.policies.judge("pool", "search") is not None
+        assert hangar.auth.policies.judge("pool", "read_file") is None
+    finally:
+        await hangar.aclose()

@@ -104,10 +104,14 @@ async def test_bearer_tokens_are_accepted_on_mcp_only(fleet: tuple[Any, str, dic
     async with httpx.AsyncClient(timeout=30) as client:
         bearer = McpHttp(client, base, keys["viewer"], bearer=True)
         assert (await bearer.open()).status_code == 200
-        whoami = await bearer.call("hangar_whoami")
-        assert whoami["result"]["structuredContent"]["principal"]["id"] == "user:viewer"
-        rest = await client.get(f"{base}/api/mcp_servers", headers={"authorization": f"Bearer {keys['viewer']}"})
-        assert rest.status_code == 401
+        whoami = (await bearer.call("hangar_whoami"))["result"]["structuredContent"]
+        assert whoami["principal"]["id"] == "user:viewer"
+        rest = (await client.get(f"{base}/api/auth/whoami", headers={"x-api-key": keys["viewer"]})).json()
+        assert rest["principal_id"] == "user:viewer" and rest["roles"] == whoami["principal"]["roles"]
+        assert rest["permissions"] == whoami["permissions"] and "mcp_servers:lifecycle" not in rest["permissions"]
+        bearer_rest = await client.get(f"{base}/api/mcp_servers",
+                                       headers={"authorization": f"Bearer {keys['viewer']}"})
+        assert bearer_rest.status_code == 401
 
 
 async def test_the_role_matrix_on_the_websocket(fleet: tuple[Any, str, dict[str, str]]) -> None:
@@ -153,3 +157,23 @@ async def test_config_role_assignments_and_the_check_permission_route(api_factor
     principals = (await client.get("/api/auth/principals", headers=admin)).json()
     ops = next(p for p in principals["principals"] if p["principal_id"] == "user:ops")
     assert ops["roles"] == [{"role_name": "operator", "scope": "global", "source": "config"}]
+
+
+async def test_modern_era_requests_carry_their_own_key(fleet: tuple[Any, str, dict[str, str]]) -> None:
+    _, base, keys = fleet
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+    async def call(client: httpx.AsyncClient, key: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        headers = {"accept": "application/json, text/event-stream", "mcp-protocol-version": "2026-07-28",
+                   "mcp-method": "tools/call", "mcp-name": name, "x-api-key": key}
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": name, "arguments": arguments, "_meta": meta}}
+        answer: dict[str, Any] = (await client.post(f"{base}/mcp", headers=headers, json=body)).json()
+        return answer
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        assert "result" in await call(client, keys["viewer"], "hangar_list", {})
+        refused = await call(client, keys["viewer"], "math__add", {"a": 1, "b": 2})
+        assert refused["error"]["code"] == -32003 and "tools:invoke" in refused["error"]["message"]
+        added = await call(client, keys["developer"], "math__add", {"a": 1, "b": 2})
+        assert added["result"]["isError"] is False

@@ -154,3 +154,22 @@ async def test_server_details_mask_secret_values_too(api_factory: Any) -> None:
     _, client = await api_factory({"a": raw_server(env={"API_KEY": "detail-secret-1", "LEVEL": "debug"})})
     r = await client.get("/api/mcp_servers/a")
     assert r.json()["spec"]["env"] == {"API_KEY": "***", "LEVEL": "debug"} and "detail-secret-1" not in r.text
+
+
+async def test_the_auth_settings_section_round_trips_and_a_remote_servers_auth_is_masked(
+        file_hangar: Any, tmp_path: Path, api_factory: Any) -> None:
+    auth = {"enabled": False, "allow_anonymous": True, "api_key": {"header_name": "X-Hangar-Key"},
+            "role_assignments": [{"principal": "user:ops", "role": "operator"}],
+            "rate_limit": {"tool_calls": {"rps": 7.0, "burst": 9}}}
+    hangar, client, _ = await file_hangar({"mcp_servers": {"a": raw_server()}, "auth": auth, **NO_WATCH})
+    exported = (await client.post("/api/config/export")).json()
+    assert exported["redacted"] == []
+    fresh, _, _ = await file_hangar(exported["yaml"], data_dir=tmp_path / "fresh")
+    assert document_of_state(fresh) == document_of_state(hangar)
+    assert document_of_state(fresh)["auth"]["role_assignments"][0]["role"] == "operator"
+    _, rest = await api_factory({"r": {"mode": "remote", "endpoint": "http://127.0.0.1:9/mcp",
+                                       "auth": {"type": "bearer", "bearer_token": "remote-tok-1"}}})
+    detail = (await rest.get("/api/mcp_servers/r")).json()
+    assert detail["spec"]["auth"] == {"type": "bearer", "bearer_token": "***"}
+    view = (await rest.get("/api/config")).json()["config"]
+    assert view["mcp_servers"]["r"]["auth"] == {"type": "bearer", "bearer_token": "***"}

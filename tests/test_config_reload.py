@@ -4,6 +4,7 @@ invalid file changes nothing. Real fixture servers over real pipes; PIDs prove w
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,6 +151,41 @@ async def test_the_watcher_refuses_an_invalid_file_keeps_pids_and_publishes_the_
     assert hangar.servers["s00"].pid == before["s00"]
 
 
+async def test_the_watcher_follows_a_symlink_swap_like_a_kubernetes_config_map(tmp_path: Path) -> None:
+    folder = tmp_path / "configmap"
+    (folder / "..v1").mkdir(parents=True)
+    (folder / "..v1" / "config.yaml").write_text(yaml.safe_dump({"mcp_servers": {"a": raw_server()}}))
+    (folder / "..data").symlink_to("..v1")
+    (folder / "config.yaml").symlink_to("..data/config.yaml")
+    linked = await file_hangar_on(folder / "config.yaml", tmp_path)
+    try:
+        (folder / "..v2").mkdir()
+        (folder / "..v2" / "config.yaml").write_text(yaml.safe_dump({"mcp_servers": {"a": raw_server(),
+                                                                                     "b": raw_server()}}))
+        (folder / "..data_tmp").symlink_to("..v2")
+        os.replace(folder / "..data_tmp", folder / "..data")  # the atomic swap
+        await wait_for(lambda: "b" in linked.servers, "the watcher to see the swapped link")
+        assert linked.servers["b"].source == "config"
+    finally:
+        await linked.aclose()
+
+
+async def test_without_file_events_the_file_is_polled(file_hangar: Any) -> None:
+    doc: dict[str, Any] = {"mcp_servers": {}, "config_reload": {"use_watchdog": False, "interval_s": 0.05}}
+    hangar, _, path = await file_hangar(doc)
+    write_config(path, {**doc, "mcp_servers": {"a": raw_server()}})
+    await wait_for(lambda: "a" in hangar.servers, "the poll to see the change")
+
+
+async def file_hangar_on(path: Path, tmp_path: Path) -> Any:
+    from mcp_hangar.config import load_config
+    from mcp_hangar.hangar import Hangar
+
+    hangar = Hangar(load_config(path), tmp_path / "linked-data")
+    await hangar.start()
+    return hangar
+
+
 async def test_the_mcp_tool_reloads_through_the_same_path(file_hangar: Any) -> None:
     hangar, _, path = await file_hangar({"mcp_servers": {"a": raw_server()}, **NO_WATCH})
     write_config(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}, **NO_WATCH})
@@ -224,3 +260,14 @@ async def test_reload_without_a_file_is_a_clear_422(api_factory: Any) -> None:
 
 def test_fixture_servers_exist() -> None:
     assert os.path.exists(raw_server()["command"][1])
+
+
+async def test_no_reload_once_hangar_is_shutting_down(file_hangar: Any) -> None:
+    from mcp_hangar.errors import ConflictError
+
+    hangar, _, path = await file_hangar({"mcp_servers": {"a": raw_server()}, **NO_WATCH})
+    write_config(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}, **NO_WATCH})
+    await hangar.aclose()
+    with pytest.raises(ConflictError):
+        await hangar.reloader.reload("sighup")
+    assert set(hangar.servers) == {"a"}

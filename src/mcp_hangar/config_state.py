@@ -41,25 +41,30 @@ def is_secret_key(key: Any) -> bool:
     return name not in SAFE_KEYS and any(marker in name for marker in SECRET_MARKERS)
 
 
-def secret_leaves(doc: Any, path: tuple[str, ...] = (), inside: bool = False) -> list[tuple[str, ...]]:
+def secret_leaves(doc: Any, path: tuple[str, ...] = (), inside: bool = False, *,
+                  whole: bool = True) -> list[tuple[str, ...]]:
     """The paths of every secret value in ``doc``: a string or number under a secret-looking key, or
-    anywhere inside a block held by one (except under ``SAFE_KEYS``)."""
+    anywhere inside a block held by one (except under ``SAFE_KEYS``). ``whole``: ``doc`` is a whole
+    configuration document (not, say, one server's spec)."""
     found: list[tuple[str, ...]] = []
     if isinstance(doc, dict):
         for key, value in doc.items():
             if key in OPAQUE_KEYS:
                 continue
             here = (*path, str(key))
-            secret_block = (inside or is_secret_key(key)) and str(key).lower() not in SAFE_KEYS
+            # The top-level `auth:` section is Hangar's own auth settings (keys live in auth.db): only its
+            # secret-looking keys count. Any other auth block (a remote server's credentials) is secret.
+            block_key = is_secret_key(key) and not (whole and path == () and key == "auth")
+            secret_block = (inside or block_key) and str(key).lower() not in SAFE_KEYS
             if isinstance(value, (dict, list)):
-                found += secret_leaves(value, here, secret_block)
+                found += secret_leaves(value, here, secret_block, whole=whole)
             elif secret_block and _maskable(value):
                 found.append(here)
     elif isinstance(doc, list):
         for i, value in enumerate(doc):
             here = (*path, str(i))
             if isinstance(value, (dict, list)):
-                found += secret_leaves(value, here, inside)
+                found += secret_leaves(value, here, inside, whole=whole)
             elif inside and _maskable(value):
                 found.append(here)
     return found
@@ -83,9 +88,9 @@ def replace_at(doc: Any, paths: list[tuple[str, ...]], make: Any) -> Any:
     return walk(doc, ())
 
 
-def sanitize(doc: Any) -> Any:
-    """``doc`` with every secret value replaced by ``"***"``."""
-    return replace_at(doc, secret_leaves(doc), lambda _path, _value: MASK)
+def sanitize(doc: Any, *, whole: bool = True) -> Any:
+    """``doc`` with every secret value replaced by ``"***"`` (``whole``: see ``secret_leaves``)."""
+    return replace_at(doc, secret_leaves(doc, whole=whole), lambda _path, _value: MASK)
 
 
 def declared_sources(settings: DiscoverySettings) -> list[tuple[str, DiscoverySourceSpec]]:

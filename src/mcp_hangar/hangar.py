@@ -294,6 +294,10 @@ class Hangar:
         self.servers.pop(server_id, None)
         self.bus.publish(McpServerDeregistered(mcp_server_id=server_id, reason=reason))
 
+    def is_being_created(self, server_id: str) -> bool:
+        """Whether a REST create of ``server_id`` is being saved right now."""
+        return server_id in self._creating
+
     def register_declared(self, server_id: str, spec: ServerSpec) -> ManagedServer:
         """A server the config file declares joins the fleet (a reload added it): cold, or starting
         when ``auto_start``."""

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from .config import HangarConfig, LoadedConfig, ServerSpec, parse_config_text
 from .config_events import ConfigurationReloaded, ConfigurationReloadFailed, ConfigurationReloadRequested
 from .config_state import document_of_config
-from .errors import ConfigError, HangarError, ValidationError
+from .errors import ConfigError, ConflictError, HangarError, ValidationError
 from .events import McpServerUpdated
 
 if TYPE_CHECKING:
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 # Sections a reload applies at once; a change anywhere else needs a restart.
 LIVE_SECTIONS = frozenset({"mcp_servers", "groups", "discovery"})
+SAFETY_CHECK_MS = 1000  # the watcher looks at the file this often even without file-system events
 
 
 @dataclass
@@ -104,6 +105,8 @@ class ConfigReloader:
     async def _plan(self, where: str) -> ReloadPlan:
         if self.path is None:
             raise ValidationError("Hangar runs on the embedded default configuration: there is no file to reload")
+        if self.hangar.stopping:
+            raise ConflictError("Hangar is shutting down; the config file is not reloaded")
         try:
             text = await asyncio.to_thread(self.path.read_text, "utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -133,6 +136,9 @@ class ConfigReloader:
         """Servers and groups share one namespace; the file may take over its own kind only."""
         problems = []
         for sid in cfg.mcp_servers:
+            if self.hangar.is_being_created(sid):
+                problems.append(f"{where}: mcp_servers.{sid}: '{sid}' is being created through REST right now; "
+                                "reload again in a moment")
             group = self.hangar.groups.groups.get(sid)
             if group is not None and sid not in cfg.groups:
                 problems.append(f"{where}: mcp_servers.{sid}: '{sid}' is a group created through REST; "
@@ -224,8 +230,12 @@ class ConfigReloader:
             return  # between an editor's delete and its rename: the next event brings the new file
         if text == self._seen_text:
             return
-        with contextlib.suppress(HangarError):
+        try:
             await self.reload(trigger)
+        except HangarError:
+            pass  # reported by reload (log and ConfigurationReloadFailed)
+        except Exception:  # never expected; the watch must go on
+            log.exception("config reload (%s) failed unexpectedly", trigger)
 
     def request(self, trigger: str) -> None:
         """Start a reload in the background (SIGHUP); its outcome is logged and published."""
@@ -237,7 +247,8 @@ class ConfigReloader:
 
     async def watch(self) -> None:
         """Apply saved changes of the file until cancelled. The folder is watched, not the file, so an
-        editor that writes a new file and renames it over the old one is seen too."""
+        editor that writes a new file and renames it over the old one is seen too; a symlinked file is
+        followed through its link's and its target's folders."""
         path = self.path
         if path is None:
             return
@@ -248,13 +259,20 @@ class ConfigReloader:
                 await self.reload_if_changed("watcher")
         from watchfiles import awatch
 
-        folder, name = path.parent.resolve(), path.name
+        # A symlinked file (a Kubernetes ConfigMap swaps a `..data` link) changes without an event for its
+        # own name: then every change in the link's folder and the target's folder is looked at.
+        linked = path.is_symlink()
+        folders = {path.parent.absolute(), path.resolve().parent} if linked else {path.parent.resolve()}
+        name = path.name
         try:
-            async for _ in awatch(folder, watch_filter=lambda _change, p: Path(p).name == name,
-                                  debounce=settings.debounce_ms, step=50, recursive=False):
+            # Also woken every second without events: a change made before the watch was set up, or one
+            # whose event was lost, is applied then (reading a small file once a second costs nothing).
+            async for _ in awatch(*folders, watch_filter=lambda _change, p: linked or Path(p).name == name,
+                                  debounce=settings.debounce_ms, step=50, recursive=False,
+                                  rust_timeout=SAFETY_CHECK_MS, yield_on_timeout=True):
                 await self.reload_if_changed("watcher")
         except (OSError, RuntimeError) as exc:  # no inotify here: fall back to looking at the file
-            log.warning("cannot watch %s (%s); checking it every %.0f s instead", folder, exc, settings.interval_s)
+            log.warning("cannot watch %s (%s); checking it every %.0f s instead", path, exc, settings.interval_s)
             while True:
                 await asyncio.sleep(settings.interval_s)
                 await self.reload_if_changed("watcher")

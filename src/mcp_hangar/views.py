@@ -30,7 +30,8 @@ def server_detail(server: ManagedServer) -> dict[str, Any]:
     return {
         **server_summary(server),
         # Secret-looking values (env API_KEY, auth tokens, ...) are masked, as in GET /api/config.
-        "spec": sanitize(server.spec.model_dump(mode="json", exclude_defaults=True) | {"mode": server.spec.mode}),
+        "spec": sanitize(server.spec.model_dump(mode="json", exclude_defaults=True) | {"mode": server.spec.mode},
+                         whole=False),
         "tools": server.tools,
         "health": server.health(),
         "idle_time_s": round(time.monotonic() - server.last_used, 3) if server.alive else None,

@@ -139,8 +139,8 @@ class Guard:
         if principal is None:
             return {"authenticated": False, "principal": None, "auth_enabled": self.enforcing}
         return {"authenticated": True, "auth_enabled": True,
-                "principal": {"id": principal.principal_id,
-                              "roles": [{"role_name": r, "scope": s} for r, s in principal.roles]}}
+                "principal": {"id": principal.principal_id, "roles": self.auth.role_views(principal.principal_id)},
+                "permissions": sorted(principal.everywhere)}  # as GET /api/auth/whoami
 
 
 def as_error_data(exc: HangarError) -> JsonObject:
