@@ -90,6 +90,26 @@ def port_of(proc: subprocess.Popen[bytes]) -> int:
     return int(argv[argv.index("--port") + 1])
 
 
+def settle(pid: int, quiet_s: float = 0.3, deadline_s: float = 20.0) -> float:
+    """Wait until ``pid`` has used (nearly) no CPU for ``quiet_s`` (its background writers have drained
+    what the calls left them); returns the seconds waited. Polls: a process's idleness has no event."""
+    proc = psutil.Process(pid)
+    began = time.perf_counter()
+
+    def used() -> float:
+        t = proc.cpu_times()
+        return float(t.user + t.system)
+
+    last = used()
+    while time.perf_counter() - began < deadline_s:
+        time.sleep(quiet_s)
+        now = used()
+        if now - last < quiet_s * 0.05:  # under 5% of one CPU
+            break
+        last = now
+    return time.perf_counter() - began
+
+
 def rss_mib(pid: int) -> float:
     return round(psutil.Process(pid).memory_info().rss / 2**20, 1)
 

@@ -134,6 +134,8 @@ async def _growth(client: StdioClient, calls: int, warmup: int) -> dict[str, Any
     bounded stores (the event log keeps its newest 100,000 events, the history its newest records per
     server) and batch buffers; sampled in five steps, so a plateau and a slope (a leak) differ."""
     await measure_cell(client.call, Cell("growth-warmup", 32), warmup, 0, 10**10)
+    # RSS is read once Hangar is idle again: what it keeps, not the batches its writers still hold.
+    settled = [await asyncio.to_thread(procs.settle, client.pid)]
     before = procs.rss_mib(client.pid)
     steps: list[float] = []
     errors, seconds = 0, 0.0
@@ -141,11 +143,13 @@ async def _growth(client: StdioClient, calls: int, warmup: int) -> dict[str, Any
         cell = Cell("growth", 32)
         await measure_cell(client.call, cell, calls // 5, 0, 10**10 + warmup + k * calls)
         errors, seconds = errors + cell.errors, seconds + cell.wall_s
+        settled.append(await asyncio.to_thread(procs.settle, client.pid))
         steps.append(procs.rss_mib(client.pid))
     after = steps[-1]
     return {"calls": calls, "warmup_calls": warmup, "errors": errors, "rss_before_mib": before,
             "rss_after_mib": after, "rss_steps_mib": steps, "growth_pct": round((after - before) / before * 100, 2),
-            "second_half_growth_pct": round((after - steps[1]) / steps[1] * 100, 2), "seconds": round(seconds, 2)}
+            "second_half_growth_pct": round((after - steps[1]) / steps[1] * 100, 2), "seconds": round(seconds, 2),
+            "settle_s": [round(x, 2) for x in settled]}
 
 
 async def run_latency(folder: Path, sizes: Sizes, with_peer: bool) -> dict[str, Any]:
