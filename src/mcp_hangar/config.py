@@ -301,6 +301,8 @@ class ConfigReloadSettings(_Strict):
     interval_s: float = Field(default=5.0, gt=0, le=3600)
     debounce_ms: int = Field(default=200, ge=10, le=10_000)  # a burst of writes is applied once
     backup_count: int = Field(default=5, ge=1, le=1000)  # rotating .bak1 (newest) ... .bakN
+    # A reload lets the running calls of a server it restarts or removes finish for this long (graceful).
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
 
 
 class EventStoreSettings(_Strict):
@@ -310,6 +312,9 @@ class EventStoreSettings(_Strict):
     max_age_s: float | None = Field(default=None, gt=0)  # events older than this are removed
     max_size_mb: float | None = Field(default=None, gt=0)  # the oldest events go until the log is below this
     retention_interval_s: float = Field(default=60.0, gt=0, le=86400)  # how often the policy runs
+    # A stream that grew by this many events since its last snapshot gets a new one, then is compacted;
+    # null: only retention folds events into snapshots (just before deleting them).
+    snapshot_every_events: int | None = Field(default=1000, ge=1)
 
 
 class HangarConfig(_Strict):
