@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .config import EventStoreSettings
 from .errors import CompactionError, StoreError, ValidationError
 from .event_fold import fold, initial
 from .events import Event, EventBus
@@ -548,3 +549,13 @@ def _used_bytes(c: sqlite3.Connection) -> int:
     free = c.execute("PRAGMA freelist_count").fetchone()[0]
     size = c.execute("PRAGMA page_size").fetchone()[0]
     return int((pages - free) * size)
+
+
+def make_event_log(settings: EventStoreSettings, data_dir: Path, bus: EventBus, **kwargs: Any) -> EventLog:
+    """The event log ``event_store`` names: SQLite ``events.db`` in ``data_dir``, or PostgreSQL."""
+    if settings.driver == "postgresql":
+        from .event_log_pg import PostgresEventLog
+
+        assert settings.dsn is not None  # the settings refuse postgresql without a dsn
+        return PostgresEventLog(settings.dsn, bus, schema=settings.pg_schema, **kwargs)
+    return SqliteEventLog(data_dir / "events.db", bus, **kwargs)

@@ -26,7 +26,7 @@ from .auth.service import AuthService
 from .config import LoadedConfig, ServerSpec, format_validation_error, spec_to_dict, validate_server_id
 from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
-from .event_log import EventLog, SqliteEventLog
+from .event_log import EventLog, make_event_log
 from .event_retention import retention_loop
 from .events import (
     EventBus,
@@ -73,7 +73,8 @@ class Hangar:
         self.servers: dict[str, ManagedServer] = {}
         self.instance_id = f"{socket.gethostname()[:24]}-{secrets.token_hex(4)}"
         # Every bus event, in order, for replay (the WebSocket stream's ``since``).
-        self.event_log: EventLog = SqliteEventLog(data_dir / "events.db", self.bus, produced_by=self.instance_id,
+        self.event_log: EventLog = make_event_log(loaded.config.event_store, data_dir, self.bus,
+                                                  produced_by=self.instance_id,
                                                   max_events=observability.event_log_max_events)
         self.instance_label = instance_label(data_dir)  # stable for this data dir: owns its containers
         self.started_monotonic = time.monotonic()
