@@ -36,6 +36,7 @@ from .config_events import ConfigurationReloaded, ConfigurationReloadFailed, Con
 from .config_state import document_of_config
 from .errors import ConfigError, ConflictError, HangarError, ValidationError
 from .events import McpServerUpdated
+from .models import State
 
 if TYPE_CHECKING:
     from .hangar import Hangar
@@ -202,7 +203,7 @@ class ConfigReloader:
         if server.source == "api":  # the file takes over a server created through REST
             await self.hangar.store.delete_server(server_id)
         server.source = "config"
-        running = server.upstream is not None
+        running = server.upstream is not None or server.state == State.INITIALIZING  # a start uses the old spec
         cut = 0
         if restart and running:
             server.hold()  # new calls wait for the new process
