@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 Doc = dict[str, Any]
 MASK = "***"
 
-# Parts of key names that mark a value as secret (a database DSN may carry its password); and keys whose values never are, even inside a secret
+# Parts of key names that mark a value as secret (a database DSN may carry its password); and keys whose
+# values never are, even inside a secret
 # block (``auth: {type: bearer, ...}``, ``api_key: {header_name: X-API-Key}``).
 SECRET_MARKERS = ("token", "secret", "password", "passwd", "key", "authorization", "credential", "cookie",
                   "private", "auth", "dsn")
