@@ -61,10 +61,8 @@ class Admission:
         if self.removed:
             raise McpServerNotFoundError(self.server_id)
 
-    def _entered(self) -> None:
-        self.in_flight += 1
-
     def _left(self) -> None:
+        """A call ended (counted in by ``in_flight += 1`` inline, on the hot path)."""
         self.in_flight -= 1
         if not self.in_flight and self._idle is not None:
             self._idle.set()

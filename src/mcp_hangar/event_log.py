@@ -223,12 +223,11 @@ class EventLog(abc.ABC):
         last = after
         while up_to_version is None or after < up_to_version:
             page = await self.read_stream(stream_id, after, 1000)
-            for event in page:
-                if up_to_version is not None and event.version > up_to_version:
-                    return state, last
-                fold(stream_id, state, event.data)
-                last = event.version
-            if len(page) < 1000:
+            wanted = [e for e in page if up_to_version is None or e.version <= up_to_version]
+            if wanted:  # folded off the event loop: a pruned batch may hold thousands of events
+                await asyncio.to_thread(_fold_page, stream_id, state, wanted)
+                last = wanted[-1].version
+            if len(page) < 1000 or len(wanted) < len(page):
                 break
             after = page[-1].version
         return state, last
@@ -402,6 +401,11 @@ CREATE TABLE IF NOT EXISTS snapshots (
 _COLUMNS = "global_position, stream_id, stream_version, event_type, event_id, occurred_at, data"
 
 
+def _fold_page(stream_id: str, state: dict[str, Any], events: list[StoredEvent]) -> None:
+    for event in events:
+        fold(stream_id, state, event.data)
+
+
 def _stored(row: tuple[Any, ...]) -> StoredEvent:
     return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]))
 
@@ -472,10 +476,10 @@ class SqliteEventLog(SqliteAccess, EventLog):
         return [_stored(r) for r in rows]
 
     async def read_stream(self, stream_id: str, after_version: int = 0, limit: int = 500) -> list[StoredEvent]:
-        rows = await self._run(lambda c: c.execute(
+        # Parsed on the worker thread: folding reads whole streams, and the event loop need not wait.
+        return await self._run(lambda c: [_stored(r) for r in c.execute(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? "
-            "ORDER BY stream_version LIMIT ?", (stream_id, after_version, limit)).fetchall())
-        return [_stored(r) for r in rows]
+            "ORDER BY stream_version LIMIT ?", (stream_id, after_version, limit)).fetchall()])
 
     async def position_of(self, event_id: str) -> int | None:
         row = await self._run(lambda c: c.execute(

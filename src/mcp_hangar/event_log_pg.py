@@ -154,9 +154,9 @@ class PostgresEventLog(EventLog):
         return [_stored(r) for r in rows]
 
     async def read_stream(self, stream_id: str, after_version: int = 0, limit: int = 500) -> list[StoredEvent]:
-        rows = await self._rows(f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND stream_version > %s "
-                                "ORDER BY stream_version LIMIT %s", (stream_id, after_version, limit))
-        return [_stored(r) for r in rows]
+        return await self._call(lambda c: [_stored(r) for r in c.execute(
+            f"SELECT {_COLUMNS} FROM events WHERE stream_id = %s AND stream_version > %s "
+            "ORDER BY stream_version LIMIT %s", (stream_id, after_version, limit)).fetchall()])
 
     async def position_of(self, event_id: str) -> int | None:
         row = await self._one("SELECT global_position FROM events WHERE event_id = %s", (event_id,))

@@ -452,7 +452,7 @@ class ManagedServer(Admission, ResourceWatches):
         key, meta, token = self.callers.enter(caller or Caller(), (params or {}).get("_meta"))
         if meta is not None and params is not None:
             params = {**params, "_meta": meta}
-        self._entered()
+        self.in_flight += 1
         try:
             async with self._slots:
                 return await upstream.request(method, params, self.spec.call_timeout_s)
@@ -482,7 +482,7 @@ class ManagedServer(Admission, ResourceWatches):
             mcp_server_id=self.server_id, tool_name=tool, correlation_id=correlation_id,
             arguments_size_bytes=args_size))
         began = time.perf_counter()
-        self._entered()
+        self.in_flight += 1
         self.last_used = time.monotonic()
         key, meta, token = self.callers.enter(caller or Caller(), meta)
         upstream: Upstream | None = None
