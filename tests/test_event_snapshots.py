@@ -179,6 +179,7 @@ async def test_a_long_run_with_snapshots_and_compaction_keeps_the_log_bounded(ma
         counts.append((await log.bounds())[2])
         sizes.append(outcome.size_bytes)
     assert compacted >= 35_000  # 40,000 events went through, most of them compacted away
+    assert log.compacted == compacted and log.snapshots_taken >= 10 * (40_000 // 10 // 300) - 10
     assert max(counts) <= 10 * 300 + 1000  # never more than a snapshot interval per stream, plus a round
     assert sizes[-1] <= sizes[4] * 1.5  # the log stopped growing after a few rounds
     total = sum(1 for r in range(40) for i in range(1000) if (i + r) % 7 == 0)

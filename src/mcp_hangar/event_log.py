@@ -102,6 +102,8 @@ class EventLog(abc.ABC):
         self.produced_by = produced_by
         self.position = 0  # of the last event stamped
         self.dropped = 0  # events never written because the disk fell too far behind
+        self.compacted = 0  # events deleted after being folded into a snapshot (compaction and retention)
+        self.snapshots_taken = 0
         self._bus = bus
         self._interval = interval
         self._batch = batch
@@ -243,6 +245,7 @@ class EventLog(abc.ABC):
         state, _ = await self.stream_state(stream_id, version)
         snapshot = Snapshot(stream_id, version, state, time.time())
         await self._save_snapshot(snapshot)
+        self.snapshots_taken += 1
         return snapshot
 
     async def retire_below(self, position: int) -> int:
@@ -253,7 +256,10 @@ class EventLog(abc.ABC):
                 if current is None or current.version < version:
                     state, _ = await self.stream_state(stream_id, version)
                     await self._save_snapshot(Snapshot(stream_id, version, state, time.time()))
-            return await self._delete_below(position)
+                    self.snapshots_taken += 1
+            removed = await self._delete_below(position)
+            self.compacted += removed
+            return removed
 
     async def apply_retention(self, max_age_s: float | None, max_size_bytes: int | None) -> tuple[int, int]:
         """Delete events older than ``max_age_s``, then the oldest until the stored events take at most
@@ -298,7 +304,9 @@ class EventLog(abc.ABC):
         snapshot = await self.load_snapshot(stream_id)
         if snapshot is None:
             raise CompactionError(stream_id, "it has no snapshot; save a snapshot before compacting")
-        return await self._delete_stream_events(stream_id, snapshot.version)
+        removed = await self._delete_stream_events(stream_id, snapshot.version)
+        self.compacted += removed
+        return removed
 
     @abc.abstractmethod
     async def _save_snapshot(self, snapshot: Snapshot) -> None:
