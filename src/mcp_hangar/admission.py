@@ -67,10 +67,13 @@ class Admission:
         if not self.in_flight and self._idle is not None:
             self._idle.set()
 
-    def _note_cut(self, upstream: Any, reason: str) -> None:
-        """A stop is about to close ``upstream`` under running calls."""
-        if self.in_flight:
-            self._cut = (upstream, reason)
+    upstream: Any
+
+    def note_cut(self, reason: str) -> None:
+        """A deliberate stop (a reload's) is about to close the upstream under its running calls: they
+        get a 503 naming ``reason`` (other stops keep the upstream's own error)."""
+        if self.in_flight and self.upstream is not None:
+            self._cut = (self.upstream, reason)
 
     def _cut_error(self, upstream: Any, exc: HangarError) -> HangarError:
         """The error a call gets: a clear one when a stop cut it off, else its own."""

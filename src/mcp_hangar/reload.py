@@ -171,16 +171,21 @@ class ConfigReloader:
             if (server := hangar.servers.get(sid)) is not None:
                 server.hold()
                 await hangar.groups.forget_server(sid)
-        for sid in plan.added:
-            hangar.register_declared(sid, cfg.mcp_servers[sid])
-        cut = await asyncio.gather(*(self._update(sid, cfg.mcp_servers[sid], sid in plan.restart, drain_s)
-                                     for sid in [*plan.restart, *plan.in_place]))
+        # Removed servers drain while the changed ones do: a reload waits for one drain, not two.
+        removals = [asyncio.create_task(self._remove(sid, drain_s)) for sid in plan.removed]
         groups: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "unchanged": []}
-        declared = [g.group_id for g in hangar.groups.all() if g.source == "config"]
-        for gid in sorted({*declared, *cfg.groups}):
-            outcome = await hangar.groups.apply_declared(gid, cfg.groups.get(gid))
-            groups[outcome].append(gid)
-        cut += await asyncio.gather(*(self._remove(sid, drain_s) for sid in plan.removed))
+        try:
+            for sid in plan.added:
+                hangar.register_declared(sid, cfg.mcp_servers[sid])
+            cut = await asyncio.gather(*(self._update(sid, cfg.mcp_servers[sid], sid in plan.restart, drain_s)
+                                         for sid in [*plan.restart, *plan.in_place]))
+            declared = [g.group_id for g in hangar.groups.all() if g.source == "config"]
+            for gid in sorted({*declared, *cfg.groups}):
+                outcome = await hangar.groups.apply_declared(gid, cfg.groups.get(gid))
+                groups[outcome].append(gid)
+        finally:
+            cut_removed = await asyncio.gather(*removals)
+        cut += cut_removed
         sources = await self._apply_discovery(cfg)
         return {
             "mcp_servers_added": sorted(plan.added),
@@ -210,6 +215,7 @@ class ConfigReloader:
         try:
             if restart and running:
                 cut = await self._drain(server, drain_s)
+                server.note_cut("config_reload")
                 await server.stop("config_reload")
             server.replace_spec(spec)
             self.hangar.bus.publish(McpServerUpdated(mcp_server_id=server_id, changed_fields=changed,
@@ -229,6 +235,7 @@ class ConfigReloader:
         try:
             cut = await self._drain(server, drain_s)
             server.removed = True  # the calls that waited are refused once it is released
+            server.note_cut("config_reload")
             with contextlib.suppress(HangarError):
                 await self.hangar.delete_server(server_id, reason="config_reload")
         finally:

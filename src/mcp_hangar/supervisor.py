@@ -374,7 +374,6 @@ class ManagedServer(Admission, ResourceWatches):
                 if interrupted:
                     self._bus.publish(McpServerStopped(mcp_server_id=self.server_id, reason=reason))
                 return interrupted
-            self._note_cut(self.upstream, reason)
             code = await self._close_upstream(reason)
             if self.state != State.COLD:
                 self._set_state(State.COLD)
