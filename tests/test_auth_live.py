@@ -155,15 +155,36 @@ async def test_a_revoked_key_ends_its_legacy_mcp_session_and_its_get_stream(serv
     assert gone.status_code == 404 and "Session ended: API key" in gone.json()["error"]["message"]
 
 
-async def test_a_role_revoked_during_a_legacy_session_applies_to_its_next_request(served: Any) -> None:
+async def test_a_role_revoked_during_a_legacy_session_ends_it_and_a_new_one_has_the_new_rights(
+        served: Any) -> None:
     _, base, client, admin = served
     await admin.assign("user:dev", "developer")
     _, raw = await admin.key("user:dev")
     mcp = McpHttp(client, base, raw)
     await mcp.open()
     assert "result" in await mcp.call("math__add", {"a": 1, "b": 2})
-    await admin.send("DELETE", "/api/auth/roles/revoke", {"principal_id": "user:dev", "role_name": "developer"})
-    refused = await mcp.call("math__add", {"a": 1, "b": 2})
-    assert refused["error"]["code"] == -32003 and "tools:invoke" in refused["error"]["message"]
-    await admin.assign("user:dev", "developer")  # given back: the same session works again
+    await admin.assign("user:dev", "auditor")  # gaining a role ends nothing
     assert "result" in await mcp.call("math__add", {"a": 1, "b": 2})
+    await admin.send("DELETE", "/api/auth/roles/revoke", {"principal_id": "user:dev", "role_name": "developer"})
+    gone = await mcp.client.post(mcp.url, headers=mcp._headers(), json={"jsonrpc": "2.0", "id": 11,
+                                                                       "method": "tools/list"})
+    assert gone.status_code == 404
+    assert "Session ended: 'user:dev' no longer holds " in gone.json()["error"]["message"]
+    again = McpHttp(client, base, raw)  # the key is still valid: a new session acts with today's rights
+    assert (await again.open()).status_code == 200
+    refused = await again.call("math__add", {"a": 1, "b": 2})
+    assert refused["error"]["code"] == -32003 and "tools:invoke" in refused["error"]["message"]
+    assert "result" in await again.call("hangar_list")  # auditor still reads servers
+
+
+async def test_each_request_of_a_legacy_session_uses_the_principals_current_roles(served: Any) -> None:
+    hangar, base, client, admin = served
+    await admin.assign("user:ops", "viewer")
+    _, raw = await admin.key("user:ops")
+    mcp = McpHttp(client, base, raw)
+    await mcp.open()
+    refused = await mcp.call("math__add", {"a": 1, "b": 2})
+    assert refused["error"]["code"] == -32003
+    await admin.assign("user:ops", "developer")  # granted while the session is open
+    assert "result" in await mcp.call("math__add", {"a": 1, "b": 2})
+    assert len(hangar.auth.live) == 1  # the session is still watched

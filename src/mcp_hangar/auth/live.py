@@ -1,6 +1,8 @@
 """Connections that outlive the request that authenticated them: WebSocket streams and legacy MCP sessions.
 
-A connection registers what let it in (the key, the principal, the permission it needed). Whenever
+A connection registers what let it in (the key, the principal, the permissions it relies on: the one
+its route needed, or, for an MCP session, whose route needs only a valid key, every permission the
+principal held when the session opened, so that taking any of them away ends it). Whenever
 something could take that away (a key revoked, a role assigned, revoked, changed or deleted, a reload
 of the ``auth:`` block) every registered connection is checked again, and one that lost its grant is
 told why through its ``on_lost`` callback; an expiring key arms a timer for its own moment. The
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,8 +33,7 @@ class Grant:
 
     key: ApiKey | None  # None: the anonymous principal (``allow_anonymous``)
     principal_id: str
-    permission: str | None  # None: a valid key is enough (an MCP session checks each request itself)
-    resource: str | None
+    needs: tuple[tuple[str, str | None], ...]  # (permission, resource) that must still be held
     on_lost: Callable[[str], None]
     timer: asyncio.TimerHandle | None = None
 
@@ -47,10 +48,10 @@ class LiveConnections:
     def __len__(self) -> int:
         return len(self._grants)
 
-    def watch(self, key: ApiKey | None, principal_id: str, permission: str | None, resource: str | None,
+    def watch(self, key: ApiKey | None, principal_id: str, needs: Iterable[tuple[str, str | None]],
               on_lost: Callable[[str], None]) -> Unwatch:
         """Register a connection; the returned function unregisters it (call it when it closes)."""
-        grant = Grant(key, principal_id, permission, resource, on_lost)
+        grant = Grant(key, principal_id, tuple(sorted(needs, key=lambda n: (n[0], n[1] or ""))), on_lost)
         self._grants.add(grant)
         self._arm(grant)
         self._check(grant)  # a change between authentication and this registration is not missed
@@ -62,7 +63,12 @@ class LiveConnections:
         if found is None:
             return None
         key, principal_id, permission, resource = found
-        return self.watch(key, principal_id, permission, resource, on_lost)
+        if permission is not None:
+            return self.watch(key, principal_id, [(permission, resource)], on_lost)
+        held = self._auth.principal(principal_id)
+        needs: list[tuple[str, str | None]] = [(p, None) for p in held.everywhere]
+        needs += [(p, r) for r, perms in held.scoped.items() for p in perms]
+        return self.watch(key, principal_id, needs, on_lost)
 
     def _arm(self, grant: Grant) -> None:
         key = grant.key
@@ -101,9 +107,11 @@ class LiveConnections:
             return f"API key {key.key_id} was revoked"
         elif key.expires_at is not None and key.expires_at <= time.time():
             return f"API key {key.key_id} expired"
-        if grant.permission is not None and \
-                not auth.principal(grant.principal_id).allows(grant.permission, grant.resource):
-            return f"'{grant.principal_id}' no longer holds {grant.permission}"
+        principal = auth.principal(grant.principal_id)
+        for permission, resource in grant.needs:
+            if not principal.allows(permission, resource):
+                where = "" if resource is None else f" on {resource}"
+                return f"'{grant.principal_id}' no longer holds {permission}{where}"
         return None
 
     def _drop(self, grant: Grant) -> None:
