@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from config_helpers import NO_WATCH, Recorder, write_config
+from config_helpers import NO_WATCH, Recorder, wait_for, write_config
 from test_auth_live import closed, open_ws, still_open
 
 from auth_helpers import McpHttp, key_for
@@ -144,3 +144,18 @@ async def test_enabled_and_the_header_name_wait_for_a_restart_and_say_why(from_f
     assert stdio is not None and stdio.principal_id == "user:ops"
     assert stdio.allows("mcp_servers:read") and not stdio.allows("mcp_servers:lifecycle")
     assert not hangar.auth.principal("user:local").allows("mcp_servers:read")  # the old one lost admin
+
+
+async def test_the_watcher_applies_a_saved_auth_change_and_closes_what_lost_access(from_file: Any) -> None:
+    doc = {k: v for k, v in copy.deepcopy(BASE).items() if k != "config_reload"}  # the watcher on
+    hangar, base, path, _ = await from_file(doc)
+    raw, _ = await hangar.auth.create_key("user:alice", "alice", "test", None)
+    ws = await open_ws(base, raw)
+    recorder = Recorder(hangar)
+    doc["auth"]["role_assignments"] = []
+    write_config(path, doc)  # saved the way an editor does; nobody calls reload
+    assert await closed(ws, timeout=20) == (1008, "'user:alice' no longer holds events:read")
+    await wait_for(lambda: bool(recorder.of("ConfigurationReloaded")), "the reload to be announced")
+    reloaded = recorder.of("ConfigurationReloaded")[-1].to_dict()
+    assert reloaded["trigger"] == "watcher" and reloaded["auth_changed"] == ["role_assignments"]
+    assert [e.to_dict()["source"] for e in recorder.of("RoleRevoked")] == ["config"]
