@@ -22,6 +22,8 @@ RAW_SERVER = FIXTURES / "raw_server.py"
 SDK_SERVER = FIXTURES / "sdk_server.py"
 PYTHON = sys.executable
 
+pytest_plugins = ["store_backends"]  # the event log's backends (SQLite, PostgreSQL) as fixtures
+
 
 def raw_server(*flags: str, **spec: Any) -> dict[str, Any]:
     """A server spec running the fast stdlib-only fixture server with ``flags``."""
@@ -98,8 +100,9 @@ async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def make(servers: dict[str, dict[str, Any]], data_dir: Path | None = None,
-                   extra: dict[str, Any] | None = None) -> tuple[Hangar, str]:
-        hangar = Hangar(loaded_config(servers, extra), data_dir or tmp_path / f"http{len(running)}")
+                   extra: dict[str, Any] | None = None, loaded: LoadedConfig | None = None) -> tuple[Hangar, str]:
+        # ``loaded``: a config read from a file (reload tests); ``servers`` and ``extra`` are then ignored.
+        hangar = Hangar(loaded or loaded_config(servers, extra), data_dir or tmp_path / f"http{len(running)}")
         app = create_app(hangar)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,

@@ -11,9 +11,15 @@ answered with a ``ConfigError`` naming the file, line and key, and is announced 
 - unchanged: untouched.
 
 Groups and discovery sources declared in the file follow the same rule. A server, group or source
-created through REST whose id the file now declares is taken over by the file. Other settings are
-recorded and take effect at the next start (the result lists them as ``restart_required``).
-Reloads are serialized.
+created through REST whose id the file now declares is taken over by the file. The ``auth:`` block
+is applied too, except ``enabled`` and ``api_key.header_name`` (see ``auth.reconfigure``); the
+result's ``auth`` entry says what changed. Other settings are recorded and take effect at the next
+start (the result lists them as ``restart_required``). Reloads are serialized.
+
+A server that must restart or go is first held (``admission``): new calls wait for the new process
+(or, when it is removed, get a 404; a group routes around it at once). ``graceful`` (the default) lets
+its running calls finish first, for at most ``config_reload.drain_timeout_s``; ``graceful=false``
+stops it at once, and the calls cut off get a 503 saying so.
 """
 
 from __future__ import annotations
@@ -26,19 +32,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .auth.reconfigure import restart_required as auth_restart_required
 from .config import HangarConfig, LoadedConfig, ServerSpec, parse_config_text
 from .config_events import ConfigurationReloaded, ConfigurationReloadFailed, ConfigurationReloadRequested
 from .config_state import document_of_config
 from .errors import ConfigError, ConflictError, HangarError, ValidationError
 from .events import McpServerUpdated
+from .models import State
 
 if TYPE_CHECKING:
     from .hangar import Hangar
+    from .supervisor import ManagedServer
 
 log = logging.getLogger(__name__)
 
 # Sections a reload applies at once; a change anywhere else needs a restart.
-LIVE_SECTIONS = frozenset({"mcp_servers", "groups", "discovery"})
+LIVE_SECTIONS = frozenset({"mcp_servers", "groups", "discovery", "auth"})  # auth: but two of its settings
 SAFETY_CHECK_MS = 1000  # the watcher looks at the file this often even without file-system events
 
 
@@ -67,8 +76,9 @@ class ConfigReloader:
     def path(self) -> Path | None:
         return self.hangar.loaded.path
 
-    async def reload(self, trigger: str) -> dict[str, Any]:
-        """Re-read the file and apply it, or raise (``ConfigError`` 422) and keep everything as it is."""
+    async def reload(self, trigger: str, *, graceful: bool = True) -> dict[str, Any]:
+        """Re-read the file and apply it, or raise (``ConfigError`` 422) and keep everything as it is.
+        ``graceful``: servers that restart or go finish their running calls first (bounded)."""
         async with self._lock:
             began = time.perf_counter()
             where = str(self.path) if self.path else "<embedded default>"
@@ -83,7 +93,7 @@ class ConfigReloader:
                 log.error("config reload (%s) refused, the running configuration is kept: %s", trigger,
                           "; ".join(problems))
                 raise
-            result = await self._apply(plan)
+            result = await self._apply(plan, graceful)
             result.update(success=True, config_path=where, trigger=trigger,
                           duration_ms=round((time.perf_counter() - began) * 1000, 3))
             bus.publish(ConfigurationReloaded(
@@ -94,6 +104,7 @@ class ConfigReloader:
                 discovery_sources_changed=sorted({*result["discovery_sources_added"],
                                                   *result["discovery_sources_removed"],
                                                   *result["discovery_sources_updated"]}),
+                auth_changed=result["auth"]["changed"],
                 unchanged_count=len(result["mcp_servers_unchanged"]), duration_ms=result["duration_ms"]))
             log.info("config reloaded (%s) in %.1f ms: %d added, %d removed, %d updated (%d restarted), "
                      "%d unchanged", trigger, result["duration_ms"], len(plan.added), len(plan.removed),
@@ -130,6 +141,9 @@ class ConfigReloader:
                               if s.source == "config" and s.server_id not in cfg.mcp_servers)
         old, new = document_of_config(self.hangar.loaded.config), document_of_config(cfg)
         plan.restart_required = sorted(k for k in {*old, *new} - LIVE_SECTIONS if old.get(k) != new.get(k))
+        # Compared with what auth runs on (a setting that waits for a restart stays pending until then).
+        pending = auth_restart_required(self.hangar.auth.settings, cfg.auth)
+        plan.restart_required = sorted([*plan.restart_required, *(f"auth.{k}" for k in pending)])
         return plan
 
     def _check_namespaces(self, cfg: HangarConfig, where: str) -> None:
@@ -154,23 +168,32 @@ class ConfigReloader:
 
     # ------------------------------------------------------------------ apply
 
-    async def _apply(self, plan: ReloadPlan) -> dict[str, Any]:
+    async def _apply(self, plan: ReloadPlan, graceful: bool) -> dict[str, Any]:
         hangar = self.hangar
         cfg = plan.loaded.config
         hangar.loaded = plan.loaded
-        for sid in plan.added:
-            hangar.register_declared(sid, cfg.mcp_servers[sid])
-        await asyncio.gather(*(self._update(sid, cfg.mcp_servers[sid], sid in plan.restart)
-                               for sid in [*plan.restart, *plan.in_place]))
+        drain_s = cfg.config_reload.drain_timeout_s if graceful else 0.0
+        for sid in plan.removed:  # held at once: from now on its new calls wait, its groups route around it
+            if (server := hangar.servers.get(sid)) is not None:
+                server.hold()
+                await hangar.groups.forget_server(sid)
+        # Removed servers drain while the changed ones do: a reload waits for one drain, not two.
+        removals = [asyncio.create_task(self._remove(sid, drain_s)) for sid in plan.removed]
         groups: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "unchanged": []}
-        declared = [g.group_id for g in hangar.groups.all() if g.source == "config"]
-        for gid in sorted({*declared, *cfg.groups}):
-            outcome = await hangar.groups.apply_declared(gid, cfg.groups.get(gid))
-            groups[outcome].append(gid)
-        for sid in plan.removed:
-            with contextlib.suppress(HangarError):  # already gone (a concurrent REST delete)
-                await hangar.delete_server(sid, reason="config_reload")
+        try:
+            for sid in plan.added:
+                hangar.register_declared(sid, cfg.mcp_servers[sid])
+            cut = await asyncio.gather(*(self._update(sid, cfg.mcp_servers[sid], sid in plan.restart, drain_s)
+                                         for sid in [*plan.restart, *plan.in_place]))
+            declared = [g.group_id for g in hangar.groups.all() if g.source == "config"]
+            for gid in sorted({*declared, *cfg.groups}):
+                outcome = await hangar.groups.apply_declared(gid, cfg.groups.get(gid))
+                groups[outcome].append(gid)
+        finally:
+            cut_removed = await asyncio.gather(*removals)
+        cut += cut_removed
         sources = await self._apply_discovery(cfg)
+        auth = hangar.auth.apply_settings(cfg.auth, str(self.path))
         return {
             "mcp_servers_added": sorted(plan.added),
             "mcp_servers_removed": plan.removed,
@@ -179,25 +202,63 @@ class ConfigReloader:
             "mcp_servers_unchanged": sorted(plan.unchanged),
             **{f"groups_{k}": v for k, v in groups.items()},
             **{f"discovery_sources_{k}": v for k, v in sources.items()},
+            "auth": auth,
             "restart_required": plan.restart_required,
             "warnings": plan.loaded.warnings,
+            "graceful": graceful,
+            "interrupted_calls": sum(cut),
         }
 
-    async def _update(self, server_id: str, spec: ServerSpec, restart: bool) -> None:
+    async def _update(self, server_id: str, spec: ServerSpec, restart: bool, drain_s: float) -> int:
+        """Apply a changed spec; return how many running calls a restart cut off."""
         server = self.hangar.servers[server_id]
         changed = sorted(k for k in ServerSpec.model_fields if getattr(server.spec, k) != getattr(spec, k))
         if server.source == "api":  # the file takes over a server created through REST
             await self.hangar.store.delete_server(server_id)
         server.source = "config"
-        running = server.upstream is not None
+        running = server.upstream is not None or server.state == State.INITIALIZING  # a start uses the old spec
+        cut = 0
         if restart and running:
-            await server.stop("config_reload")
-        server.replace_spec(spec)
-        self.hangar.bus.publish(McpServerUpdated(mcp_server_id=server_id, changed_fields=changed,
-                                                 restart_required=restart))
-        if restart and running:
-            with contextlib.suppress(HangarError):  # its state and logs tell why it did not come back
-                await server.ensure_ready(explicit=True)
+            server.hold()  # new calls wait for the new process
+        try:
+            if restart and running:
+                cut = await self._drain(server, drain_s)
+                server.note_cut("config_reload")
+                await server.stop("config_reload")
+            server.replace_spec(spec)
+            self.hangar.bus.publish(McpServerUpdated(mcp_server_id=server_id, changed_fields=changed,
+                                                     restart_required=restart))
+            if restart and running:
+                with contextlib.suppress(HangarError):  # its state and logs tell why it did not come back
+                    await server.ensure_ready(explicit=True)
+        finally:
+            server.release()
+        return cut
+
+    async def _remove(self, server_id: str, drain_s: float) -> int:
+        """Drain (when graceful), stop and remove a server the file no longer declares."""
+        server = self.hangar.servers.get(server_id)
+        if server is None:
+            return 0  # already gone (a concurrent REST delete)
+        try:
+            cut = await self._drain(server, drain_s)
+            server.removed = True  # the calls that waited are refused once it is released
+            server.note_cut("config_reload")
+            with contextlib.suppress(HangarError):
+                await self.hangar.delete_server(server_id, reason="config_reload")
+        finally:
+            server.release()
+        return cut
+
+    async def _drain(self, server: ManagedServer, drain_s: float) -> int:
+        """Let the running calls finish, for at most ``drain_s``; return how many are left to cut off."""
+        if drain_s <= 0 or not server.in_flight:
+            return server.in_flight
+        left = await server.drain(drain_s)
+        if left:
+            log.warning("MCP Server %r: %d call(s) still running after the %.0f s drain of a reload are cut off",
+                        server.server_id, left, drain_s)
+        return left
 
     async def _apply_discovery(self, cfg: HangarConfig) -> dict[str, list[str]]:
         from .discovery.manager import DiscoveryManager
