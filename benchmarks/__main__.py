@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import signal
 import sys
 from pathlib import Path
@@ -35,12 +36,14 @@ def main() -> None:
     # SIGTERM unwinds like Ctrl-C, so every process this run started is stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    load_at_start = [round(x, 2) for x in os.getloadavg()]  # the machine is shared: say how busy it was
     results = run.run(args.quick, with_peer=args.peer)
     cells = results.pop("cells")
     results["summary"] = [cell.summary() for cell in cells]
     results["samples_ms"] = {f"{c.scenario}@{c.concurrency}": [round(s, 4) for s in c.samples_ms] for c in cells}
     results["started"] = started
     results["environment"] = report.environment()
+    results["environment"]["load_average_at_start"] = load_at_start
     results["ratios"] = report.ratios(results)
     out = args.out or HERE / "results"
     markdown = args.markdown or (HERE.parent / "BENCHMARKS.md" if args.out is None else None)

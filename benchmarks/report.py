@@ -145,7 +145,8 @@ def markdown(results: dict[str, Any]) -> str:
              f"{results['calls_per_cell']} calls per cell after {results['warmup_per_cell']} warm-up calls, "
              f"distinct arguments, {results['rounds']} interleaved rounds), raw data `{results['json_file']}`"
              + (f", chart `{results['chart_file']}`." if results.get("chart_file") else "."),
-             f"Machine: {env['cpu']} ({env['cpu_count']} CPUs), load average {env.get('load_average')}, "
+             f"Machine: {env['cpu']} ({env['cpu_count']} CPUs), load average {env.get('load_average_at_start')} at the "
+             f"start and {env.get('load_average')} at the end, "
              f"Python {env['python']}, " + ", ".join(f"{k} {v}" for k, v in env["packages"].items() if v) + ".", "",
              "### Warm `tools/call` latency (ms) and throughput", ""]
     lines += _latency_rows(results)
