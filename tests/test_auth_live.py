@@ -94,9 +94,9 @@ async def test_revoking_a_key_closes_its_websocket_with_1008_and_leaves_others_o
 async def test_an_expiring_key_closes_its_websocket_when_it_expires(served: Any) -> None:
     _, base, _, admin = served
     await admin.assign("user:brief", "developer")
-    key_id, raw = await admin.key("user:brief", expires_at=time.time() + 3)
+    key_id, raw = await admin.key("user:brief", expires_at=time.time() + 5)
     ws = await open_ws(base, raw)  # admitted: it is still valid
-    code, reason = await closed(ws, timeout=15)
+    code, reason = await closed(ws, timeout=20)
     assert code == 1008 and reason == f"API key {key_id} expired"
 
 
