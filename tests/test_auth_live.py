@@ -188,3 +188,29 @@ async def test_each_request_of_a_legacy_session_uses_the_principals_current_role
     await admin.assign("user:ops", "developer")  # granted while the session is open
     assert "result" in await mcp.call("math__add", {"a": 1, "b": 2})
     assert len(hangar.auth.live) == 1  # the session is still watched
+
+
+async def test_a_log_follow_stream_ends_when_its_key_is_revoked(served: Any) -> None:
+    hangar, base, client, admin = served
+    await hangar.start_server("math")
+    await admin.assign("user:reader", "viewer")
+    key_id, raw = await admin.key("user:reader")
+    opened = asyncio.Event()
+
+    async def follow() -> list[str]:
+        lines = []
+        async with client.stream("GET", f"{base}/api/mcp_servers/math/logs", params={"follow": "true"},
+                                 headers={"x-api-key": raw}) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                lines.append(line)
+                opened.set()
+        return lines
+
+    reader = asyncio.get_running_loop().create_task(follow())
+    async with asyncio.timeout(10):
+        await opened.wait()
+    await admin.send("DELETE", f"/api/auth/keys/{key_id}")
+    async with asyncio.timeout(10):
+        lines = await reader
+    assert lines[0] == ": following math" and lines[-2:] == [f": stream ended: API key {key_id} was revoked", ""]
