@@ -78,6 +78,10 @@ async def test_file_role_assignments_apply_at_once_and_rest_ones_stay(from_file:
     assert [(e.to_dict()["principal_id"], e.to_dict()["role_name"], e.to_dict()["source"]) for e in assigned] == \
         [("user:bob", "auditor", "config")]
     assert recorder.of("ConfigurationReloaded")[-1].to_dict()["auth_changed"] == ["role_assignments"]
+    await hangar.event_log.flush()  # and durable, in the event log
+    stored = await hangar.event_log.read(0, hangar.event_log.position, limit=10_000)
+    durable = [e.data for e in stored if e.event_type == "RoleRevoked" and e.data.get("source") == "config"]
+    assert [(d["principal_id"], d["config_path"]) for d in durable] == [("user:alice", str(path))]
 
 
 async def test_an_unchanged_auth_block_changes_nothing(from_file: Any) -> None:
