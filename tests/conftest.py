@@ -22,6 +22,8 @@ RAW_SERVER = FIXTURES / "raw_server.py"
 SDK_SERVER = FIXTURES / "sdk_server.py"
 PYTHON = sys.executable
 
+pytest_plugins = ["store_backends"]  # the event log's backends (SQLite, PostgreSQL) as fixtures
+
 
 def raw_server(*flags: str, **spec: Any) -> dict[str, Any]:
     """A server spec running the fast stdlib-only fixture server with ``flags``."""

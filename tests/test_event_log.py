@@ -1,11 +1,12 @@
 """The durable event log: every bus event stored in order with a global position and a per-stream
-version, bounded by its retention, readable after a restart."""
+version, bounded by its retention, readable after a restart; on SQLite and PostgreSQL (which skips when no
+server answers)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mcp_hangar.event_log import SqliteEventLog, stream_of
+from mcp_hangar.event_log import EventLog, stream_of
 from mcp_hangar.events import (
     EventBus,
     GroupStateChanged,
@@ -13,21 +14,22 @@ from mcp_hangar.events import (
     McpServerStateChanged,
     ToolInvocationCompleted,
 )
+from store_backends import LogFactory
 
 
 def state(server: str, new: str = "ready") -> McpServerStateChanged:
     return McpServerStateChanged(mcp_server_id=server, old_state="cold", new_state=new)
 
 
-async def opened(path: Path, bus: EventBus | None = None, **kwargs: int) -> SqliteEventLog:
-    log = SqliteEventLog(path, bus or EventBus(), produced_by="test-1", **kwargs)
+async def opened(make_log: LogFactory, bus: EventBus | None = None, **kwargs: int) -> EventLog:
+    log = make_log(bus or EventBus(), produced_by="test-1", **kwargs)
     await log.open()
     return log
 
 
-async def test_every_event_gets_the_next_position_and_its_stream_version(tmp_path: Path) -> None:
+async def test_every_event_gets_the_next_position_and_its_stream_version(make_log: LogFactory) -> None:
     bus = EventBus()
-    log = await opened(tmp_path / "events.db", bus)
+    log = await opened(make_log, bus)
     events = [state("a"), state("b"), HealthCheckPassed(mcp_server_id="a", duration_ms=1.0),
               GroupStateChanged(group_id="g", old_state="inactive", new_state="healthy", healthy_count=1)]
     for event in events:
@@ -43,9 +45,9 @@ async def test_every_event_gets_the_next_position_and_its_stream_version(tmp_pat
     await log.close()
 
 
-async def test_taps_see_each_event_with_its_position_as_it_is_published(tmp_path: Path) -> None:
+async def test_taps_see_each_event_with_its_position_as_it_is_published(make_log: LogFactory) -> None:
     bus = EventBus()
-    log = await opened(tmp_path / "events.db", bus)
+    log = await opened(make_log, bus)
     seen: list[tuple[int, str]] = []
     log.add_tap(lambda position, event: seen.append((position, event.event_id)))
     first, second = state("a"), state("a", "dead")
@@ -55,15 +57,14 @@ async def test_taps_see_each_event_with_its_position_as_it_is_published(tmp_path
     await log.close()
 
 
-async def test_positions_and_versions_continue_after_a_restart(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+async def test_positions_and_versions_continue_after_a_restart(make_log: LogFactory) -> None:
     bus = EventBus()
-    log = await opened(path, bus)
+    log = await opened(make_log, bus)
     for _ in range(3):
         bus.publish(state("a"))
     await log.close()
     bus2 = EventBus()
-    again = await opened(path, bus2)
+    again = await opened(make_log, bus2)
     bus2.publish(state("a"))
     await again.flush()
     last = (await again.read(3, 4))[0]
@@ -71,9 +72,9 @@ async def test_positions_and_versions_continue_after_a_restart(tmp_path: Path) -
     await again.close()
 
 
-async def test_events_published_before_open_are_kept_in_order(tmp_path: Path) -> None:
+async def test_events_published_before_open_are_kept_in_order(make_log: LogFactory) -> None:
     bus = EventBus()
-    log = SqliteEventLog(tmp_path / "events.db", bus)
+    log = make_log(bus)
     early = state("a")
     bus.publish(early)
     await log.open()
@@ -85,9 +86,9 @@ async def test_events_published_before_open_are_kept_in_order(tmp_path: Path) ->
     await log.close()
 
 
-async def test_retention_keeps_the_newest_events_and_prunes_in_the_background(tmp_path: Path) -> None:
+async def test_retention_keeps_the_newest_events_and_prunes_in_the_background(make_log: LogFactory) -> None:
     bus = EventBus()
-    log = await opened(tmp_path / "events.db", bus, max_events=100)
+    log = await opened(make_log, bus, max_events=100)
     for i in range(1000):
         bus.publish(ToolInvocationCompleted(mcp_server_id="a", tool_name="t", correlation_id=str(i),
                                             duration_ms=1.0, result_size_bytes=1))
@@ -102,9 +103,9 @@ async def test_retention_keeps_the_newest_events_and_prunes_in_the_background(tm
     await log.close()
 
 
-async def test_event_ids_and_times_map_to_positions(tmp_path: Path) -> None:
+async def test_event_ids_and_times_map_to_positions(make_log: LogFactory) -> None:
     bus = EventBus()
-    log = await opened(tmp_path / "events.db", bus)
+    log = await opened(make_log, bus)
     events = [McpServerStateChanged(mcp_server_id="a", old_state="cold", new_state="ready", occurred_at=100.0 + i)
               for i in range(5)]
     for event in events:
@@ -136,3 +137,36 @@ async def test_hangar_writes_its_events_to_events_db_in_the_data_dir(hangar_fact
     assert types[0] == "McpServerRegistered"
     assert "McpServerStarted" in types
     assert all(s.data["produced_by"] == hangar.instance_id for s in stored)
+
+
+async def test_hangar_writes_its_events_to_postgresql_when_configured(hangar_factory, tmp_path: Path,
+                                                                     pg_schema: tuple[str, str]) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from conftest import raw_server
+
+    dsn, schema = pg_schema
+    hangar = await hangar_factory({"s": raw_server()}, data_dir=tmp_path / "d",
+                                  extra={"event_store": {"driver": "postgresql", "dsn": dsn, "pg_schema": schema}})
+    await hangar.start_server("s")
+    await hangar.event_log.flush()
+    assert not (tmp_path / "d" / "events.db").exists()
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(sql.SQL("SELECT event_type FROM {}.events ORDER BY global_position").format(
+            sql.Identifier(schema))).fetchall()
+    assert rows[0][0] == "McpServerRegistered" and ("McpServerStarted",) in rows
+    stored = await hangar.event_log.read(0, len(rows))
+    assert [s.event_type for s in stored] == [r[0] for r in rows]
+
+
+def test_the_postgresql_driver_needs_a_dsn_and_the_dsn_is_never_shown() -> None:
+    import pytest
+
+    from mcp_hangar.config import EventStoreSettings
+    from mcp_hangar.config_state import sanitize
+
+    with pytest.raises(ValueError, match="needs a dsn"):
+        EventStoreSettings(driver="postgresql")
+    doc = {"event_store": {"driver": "postgresql", "dsn": "postgresql://hangar:s3cret@db/hangar"}}
+    assert sanitize(doc) == {"event_store": {"driver": "postgresql", "dsn": "***"}}

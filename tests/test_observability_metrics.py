@@ -56,6 +56,8 @@ FAMILIES = {
     "front_sessions_opened": "counter",
     "event_log_position": "gauge",
     "event_log_dropped": "counter",
+    "events_compacted": "counter",
+    "event_snapshots": "counter",
 }
 
 

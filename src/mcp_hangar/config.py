@@ -301,15 +301,29 @@ class ConfigReloadSettings(_Strict):
     interval_s: float = Field(default=5.0, gt=0, le=3600)
     debounce_ms: int = Field(default=200, ge=10, le=10_000)  # a burst of writes is applied once
     backup_count: int = Field(default=5, ge=1, le=1000)  # rotating .bak1 (newest) ... .bakN
+    # A reload lets the running calls of a server it restarts or removes finish for this long (graceful).
+    drain_timeout_s: float = Field(default=30.0, ge=0, le=3600)
 
 
 class EventStoreSettings(_Strict):
-    """Retention of the durable event log (``events.db``); ``observability.event_log_max_events`` caps the count."""
+    """The durable event log: where it lives (``events.db`` in the data dir, or PostgreSQL), its snapshots and
+    retention; ``observability.event_log_max_events`` caps the count."""
 
-    driver: Literal["sqlite"] = "sqlite"
+    driver: Literal["sqlite", "postgresql"] = "sqlite"
+    dsn: str | None = None  # postgresql: a libpq connection string or URI (use ${ENV} for its password)
+    pg_schema: str = Field(default="public", min_length=1, max_length=63)  # postgresql: the tables' schema
     max_age_s: float | None = Field(default=None, gt=0)  # events older than this are removed
     max_size_mb: float | None = Field(default=None, gt=0)  # the oldest events go until the log is below this
     retention_interval_s: float = Field(default=60.0, gt=0, le=86400)  # how often the policy runs
+    # A stream that grew by this many events since its last snapshot gets a new one, then is compacted;
+    # null: only retention folds events into snapshots (just before deleting them).
+    snapshot_every_events: int | None = Field(default=1000, ge=1)
+
+    @model_validator(mode="after")
+    def _dsn_for_postgresql(self) -> EventStoreSettings:
+        if self.driver == "postgresql" and not self.dsn:
+            raise ValueError("driver postgresql needs a dsn (for example postgresql://hangar@db:5432/hangar)")
+        return self
 
 
 class HangarConfig(_Strict):

@@ -24,10 +24,11 @@ if TYPE_CHECKING:
 Doc = dict[str, Any]
 MASK = "***"
 
-# Parts of key names that mark a value as secret; and keys whose values never are, even inside a secret
+# Parts of key names that mark a value as secret (a database DSN may carry its password); and keys whose
+# values never are, even inside a secret
 # block (``auth: {type: bearer, ...}``, ``api_key: {header_name: X-API-Key}``).
 SECRET_MARKERS = ("token", "secret", "password", "passwd", "key", "authorization", "credential", "cookie",
-                  "private", "auth")
+                  "private", "auth", "dsn")
 SAFE_KEYS = frozenset({"type", "enabled", "header_name", "mode", "driver", "issuer", "audience", "tenant_claim",
                        "scheme", "algorithm", "path"})
 # Subtrees that describe things rather than hold values (a declared tool's schema may have an ``api_key``

@@ -11,10 +11,13 @@ the same step of the event loop knows exactly where stored events end and live o
 WebSocket replay (``since``) has no gap and no duplicate. Live consumers attach with ``add_tap`` and
 receive ``(position, event)`` right after the event is stamped.
 
-A stream may have a snapshot: a state standing for its events up to a version. Compaction deletes
-the events a snapshot stands for; a stream without a snapshot cannot be compacted (``CompactionError``).
-Retention (``apply_retention``, run in the background by ``event_retention``) keeps the log bounded by
-age and by size.
+A stream may have a snapshot: its aggregate state (``event_fold``) standing for its events up to a
+version. Compaction deletes the events a snapshot stands for; a stream without a snapshot cannot be
+compacted (``CompactionError``). Retention (``apply_retention``, run in the background by
+``event_retention``) keeps the log bounded by age and by size, and the writer keeps at most
+``max_events``. No event leaves the log unfolded: before any deletion the events about to go are folded
+into their streams' snapshots, so ``stream_state`` (snapshot + later events) always equals the fold of
+every event the stream ever had.
 
 ``EventLog`` holds the backend-independent part (stamping, buffering, taps, the writer loop) and is the
 one interface every backend implements; ``SqliteEventLog`` stores it in SQLite (WAL) in ``events.db``
@@ -37,7 +40,9 @@ from typing import Any, TypeVar
 
 import orjson
 
+from .config import EventStoreSettings
 from .errors import CompactionError, StoreError, ValidationError
+from .event_fold import fold, initial
 from .events import Event, EventBus
 from .sqlite import SqliteAccess, flush_loop
 
@@ -97,6 +102,8 @@ class EventLog(abc.ABC):
         self.produced_by = produced_by
         self.position = 0  # of the last event stamped
         self.dropped = 0  # events never written because the disk fell too far behind
+        self.compacted = 0  # events deleted after being folded into a snapshot (compaction and retention)
+        self.snapshots_taken = 0
         self._bus = bus
         self._interval = interval
         self._batch = batch
@@ -107,6 +114,7 @@ class EventLog(abc.ABC):
         self._opened = False
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._retire_lock = asyncio.Lock()
         self._written_since_prune = 0
         bus.add_listener(self._on_event)
 
@@ -162,20 +170,26 @@ class EventLog(abc.ABC):
         await flush_loop(self._wake, self._interval, self.flush)
 
     async def flush(self) -> None:
-        """Write every event stamped so far (and prune when due)."""
+        """Write every event stamped so far (and prune to ``max_events`` when due)."""
+        prune_below = 0
         async with self._flush_lock:
             batch, self._pending = list(self._pending), deque()
             if not batch:
                 return
             self._written_since_prune += len(batch)
-            prune_below = 0
             if self._written_since_prune >= max(100, self.max_events // 10):
                 self._written_since_prune = 0
                 prune_below = batch[-1][0] - self.max_events + 1
             try:
-                await self._write(batch, prune_below)
+                await self._write(batch)
             except StoreError:
                 log.exception("could not write %d events to the event log", len(batch))
+                return
+        if prune_below > 1:
+            try:
+                await self.retire_below(prune_below)
+            except StoreError:
+                log.exception("could not prune the event log")
 
     async def close(self) -> None:
         self._bus.remove_listener(self._on_event)
@@ -194,6 +208,82 @@ class EventLog(abc.ABC):
     def stream_version(self, stream_id: str) -> int:
         """The last version stamped in ``stream_id`` (0: no event yet)."""
         return self._versions.get(stream_id, 0)
+
+    def stream_versions(self) -> dict[str, int]:
+        """Every stream's last stamped version."""
+        return dict(self._versions)
+
+    async def stream_state(self, stream_id: str, up_to_version: int | None = None) -> tuple[dict[str, Any], int]:
+        """The stream's folded state from its snapshot and the stored events after it (up to
+        ``up_to_version``), and the version of the last event folded (0: none)."""
+        snapshot = await self.load_snapshot(stream_id)
+        state = initial(stream_id)
+        after = 0
+        if snapshot is not None:
+            state.update(snapshot.state)  # keys added since the snapshot keep their empty values
+            after = snapshot.version
+        last = after
+        while up_to_version is None or after < up_to_version:
+            page = await self.read_stream(stream_id, after, 1000)
+            wanted = [e for e in page if up_to_version is None or e.version <= up_to_version]
+            if wanted:  # folded off the event loop: a pruned batch may hold thousands of events
+                await asyncio.to_thread(_fold_page, stream_id, state, wanted)
+                last = wanted[-1].version
+            if len(page) < 1000 or len(wanted) < len(page):
+                break
+            after = page[-1].version
+        return state, last
+
+    async def snapshot_stream(self, stream_id: str, up_to_version: int | None = None) -> Snapshot | None:
+        """Fold the stream's events up to ``up_to_version`` (default: its last) into a new snapshot; None
+        when its snapshot already stands for them."""
+        await self.flush()
+        version = self.stream_version(stream_id) if up_to_version is None else up_to_version
+        current = await self.load_snapshot(stream_id)
+        if version <= 0 or (current is not None and current.version >= version):
+            return None
+        state, _ = await self.stream_state(stream_id, version)
+        snapshot = Snapshot(stream_id, version, state, time.time())
+        await self._save_snapshot(snapshot)
+        self.snapshots_taken += 1
+        return snapshot
+
+    async def retire_below(self, position: int) -> int:
+        """Delete every event before ``position``, after folding them into their streams' snapshots."""
+        async with self._retire_lock:
+            for stream_id, version in (await self._versions_below(position)).items():
+                current = await self.load_snapshot(stream_id)
+                if current is None or current.version < version:
+                    state, _ = await self.stream_state(stream_id, version)
+                    await self._save_snapshot(Snapshot(stream_id, version, state, time.time()))
+                    self.snapshots_taken += 1
+            removed = await self._delete_below(position)
+            self.compacted += removed
+            return removed
+
+    async def apply_retention(self, max_age_s: float | None, max_size_bytes: int | None) -> tuple[int, int]:
+        """Delete events older than ``max_age_s``, then the oldest until the stored events take at most
+        ``max_size_bytes``; return (removed by age, removed by size). What goes is folded first."""
+        await self.flush()
+        by_age = by_size = 0
+        if max_age_s is not None:
+            cut = await self.position_before(time.time() - max_age_s)
+            oldest, _, _ = await self.bounds()
+            if oldest and cut >= oldest:
+                by_age = await self.retire_below(cut + 1)
+        for _ in range(8) if max_size_bytes is not None else ():
+            assert max_size_bytes is not None
+            used = await self.size_bytes()
+            _, _, count = await self.bounds()
+            if used <= max_size_bytes or not count:
+                break
+            # Remove a share of the oldest events proportional to the excess (plus a margin).
+            share = min(1.0, (used - max_size_bytes) / used + 0.05)
+            cut = await self._position_at(max(0, int(count * share) - 1))
+            by_size += await self.retire_below(cut + 1)
+        if by_age or by_size:
+            await self.reclaim()
+        return by_age, by_size
 
     async def save_snapshot(self, stream_id: str, state: dict[str, Any], version: int | None = None) -> Snapshot:
         """Record ``state`` as standing for ``stream_id`` up to ``version`` (default: its last event).
@@ -214,7 +304,9 @@ class EventLog(abc.ABC):
         snapshot = await self.load_snapshot(stream_id)
         if snapshot is None:
             raise CompactionError(stream_id, "it has no snapshot; save a snapshot before compacting")
-        return await self._delete_stream_events(stream_id, snapshot.version)
+        removed = await self._delete_stream_events(stream_id, snapshot.version)
+        self.compacted += removed
+        return removed
 
     @abc.abstractmethod
     async def _save_snapshot(self, snapshot: Snapshot) -> None:
@@ -224,21 +316,36 @@ class EventLog(abc.ABC):
     async def load_snapshot(self, stream_id: str) -> Snapshot | None:
         """The latest snapshot of ``stream_id``, or None."""
 
-    @abc.abstractmethod
     async def snapshotted_streams(self) -> list[str]:
         """Every stream that has a snapshot."""
+        return sorted(await self.snapshot_versions())
+
+    @abc.abstractmethod
+    async def snapshot_versions(self) -> dict[str, int]:
+        """Every stream that has a snapshot, with the version its latest snapshot stands for."""
 
     @abc.abstractmethod
     async def _delete_stream_events(self, stream_id: str, up_to_version: int) -> int: ...
 
     @abc.abstractmethod
-    async def apply_retention(self, max_age_s: float | None, max_size_bytes: int | None) -> tuple[int, int]:
-        """Delete events older than ``max_age_s``, then the oldest until the stored events take at most
-        ``max_size_bytes``; return (removed by age, removed by size)."""
+    async def _versions_below(self, position: int) -> dict[str, int]:
+        """For every stream with events before ``position``: the last version among them."""
+
+    @abc.abstractmethod
+    async def _delete_below(self, position: int) -> int:
+        """Delete the events before ``position``; return how many went."""
+
+    @abc.abstractmethod
+    async def _position_at(self, offset: int) -> int:
+        """The position of the stored event with ``offset`` older events (0: the oldest)."""
+
+    @abc.abstractmethod
+    async def reclaim(self) -> None:
+        """Give the space of deleted events back (where the backend can)."""
 
     @abc.abstractmethod
     async def size_bytes(self) -> int:
-        """The space the stored events take (not counting free pages kept for reuse)."""
+        """The space the stored events and snapshots take (not counting free space kept for reuse)."""
 
     # ------------------------------------------------------------------ storage (one per backend)
 
@@ -250,8 +357,8 @@ class EventLog(abc.ABC):
     async def _close_storage(self) -> None: ...
 
     @abc.abstractmethod
-    async def _write(self, batch: list[_Pending], prune_below: int) -> None:
-        """Store ``batch``; then delete events whose position is below ``prune_below`` (when > 0)."""
+    async def _write(self, batch: list[_Pending]) -> None:
+        """Store ``batch`` and the streams' last versions, in one transaction."""
 
     @abc.abstractmethod
     async def read(self, after: int, up_to: int, limit: int = 500) -> list[StoredEvent]:
@@ -302,6 +409,11 @@ CREATE TABLE IF NOT EXISTS snapshots (
 _COLUMNS = "global_position, stream_id, stream_version, event_type, event_id, occurred_at, data"
 
 
+def _fold_page(stream_id: str, state: dict[str, Any], events: list[StoredEvent]) -> None:
+    for event in events:
+        fold(stream_id, state, event.data)
+
+
 def _stored(row: tuple[Any, ...]) -> StoredEvent:
     return StoredEvent(row[0], row[1], row[2], row[3], row[4], row[5], orjson.loads(row[6]))
 
@@ -344,7 +456,7 @@ class SqliteEventLog(SqliteAccess, EventLog):
     async def _close_storage(self) -> None:
         await self._close_connection()
 
-    async def _write(self, batch: list[_Pending], prune_below: int) -> None:
+    async def _write(self, batch: list[_Pending]) -> None:
         def work(c: sqlite3.Connection) -> None:
             rows = [self._row(item) for item in batch]
             last: dict[str, int] = {}
@@ -358,8 +470,6 @@ class SqliteEventLog(SqliteAccess, EventLog):
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(stream_id) DO UPDATE SET version = MAX(version, excluded.version), "
                     "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
-                if prune_below > 0:
-                    c.execute("DELETE FROM events WHERE global_position < ?", (prune_below,))
                 c.execute("COMMIT")
             except BaseException:
                 c.execute("ROLLBACK")
@@ -374,10 +484,10 @@ class SqliteEventLog(SqliteAccess, EventLog):
         return [_stored(r) for r in rows]
 
     async def read_stream(self, stream_id: str, after_version: int = 0, limit: int = 500) -> list[StoredEvent]:
-        rows = await self._run(lambda c: c.execute(
+        # Parsed on the worker thread: folding reads whole streams, and the event loop need not wait.
+        return await self._run(lambda c: [_stored(r) for r in c.execute(
             f"SELECT {_COLUMNS} FROM events WHERE stream_id = ? AND stream_version > ? "
-            "ORDER BY stream_version LIMIT ?", (stream_id, after_version, limit)).fetchall())
-        return [_stored(r) for r in rows]
+            "ORDER BY stream_version LIMIT ?", (stream_id, after_version, limit)).fetchall()])
 
     async def position_of(self, event_id: str) -> int | None:
         row = await self._run(lambda c: c.execute(
@@ -412,39 +522,38 @@ class SqliteEventLog(SqliteAccess, EventLog):
             (stream_id,)).fetchone())
         return Snapshot(row[0], int(row[1]), orjson.loads(row[2]), float(row[3])) if row else None
 
-    async def snapshotted_streams(self) -> list[str]:
-        rows = await self._run(lambda c: c.execute("SELECT stream_id FROM snapshots ORDER BY stream_id").fetchall())
-        return [str(r[0]) for r in rows]
+    async def snapshot_versions(self) -> dict[str, int]:
+        rows = await self._run(lambda c: c.execute("SELECT stream_id, version FROM snapshots").fetchall())
+        return {str(r[0]): int(r[1]) for r in rows}
 
     async def _delete_stream_events(self, stream_id: str, up_to_version: int) -> int:
         return await self._run(lambda c: c.execute(
             "DELETE FROM events WHERE stream_id = ? AND stream_version <= ?", (stream_id, up_to_version)).rowcount)
 
+    async def _versions_below(self, position: int) -> dict[str, int]:
+        rows = await self._run(lambda c: c.execute(
+            "SELECT stream_id, MAX(stream_version) FROM events WHERE global_position < ? GROUP BY stream_id",
+            (position,)).fetchall())
+        return {str(r[0]): int(r[1]) for r in rows}
+
+    async def _delete_below(self, position: int) -> int:
+        return await self._run(lambda c: c.execute(
+            "DELETE FROM events WHERE global_position < ?", (position,)).rowcount)
+
+    async def _position_at(self, offset: int) -> int:
+        row = await self._run(lambda c: c.execute(
+            "SELECT global_position FROM events ORDER BY global_position LIMIT 1 OFFSET ?", (offset,)).fetchone())
+        return int(row[0]) if row else self.position
+
+    async def reclaim(self) -> None:
+        def work(c: sqlite3.Connection) -> None:
+            c.executescript("PRAGMA incremental_vacuum;")  # stepped to the end: every free page goes
+            c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        await self._run(work)
+
     async def size_bytes(self) -> int:
         return await self._run(_used_bytes)
-
-    async def apply_retention(self, max_age_s: float | None, max_size_bytes: int | None) -> tuple[int, int]:
-        def work(c: sqlite3.Connection) -> tuple[int, int]:
-            by_age = by_size = 0
-            if max_age_s is not None:
-                by_age = c.execute("DELETE FROM events WHERE occurred_at < ?", (time.time() - max_age_s,)).rowcount
-            for _ in range(8) if max_size_bytes is not None else ():
-                used = _used_bytes(c)
-                assert max_size_bytes is not None
-                count = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-                if used <= max_size_bytes or not count:
-                    break
-                # Remove a share of the oldest events proportional to the excess (plus a margin).
-                share = min(1.0, (used - max_size_bytes) / used + 0.05)
-                cut = c.execute("SELECT global_position FROM events ORDER BY global_position LIMIT 1 OFFSET ?",
-                                (max(0, int(count * share) - 1),)).fetchone()
-                by_size += c.execute("DELETE FROM events WHERE global_position <= ?", (cut[0],)).rowcount
-            if by_age or by_size:
-                c.executescript("PRAGMA incremental_vacuum;")  # stepped to the end: every free page goes
-                c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return by_age, by_size
-
-        return await self._run(work)
 
 
 def _used_bytes(c: sqlite3.Connection) -> int:
@@ -452,3 +561,13 @@ def _used_bytes(c: sqlite3.Connection) -> int:
     free = c.execute("PRAGMA freelist_count").fetchone()[0]
     size = c.execute("PRAGMA page_size").fetchone()[0]
     return int((pages - free) * size)
+
+
+def make_event_log(settings: EventStoreSettings, data_dir: Path, bus: EventBus, **kwargs: Any) -> EventLog:
+    """The event log ``event_store`` names: SQLite ``events.db`` in ``data_dir``, or PostgreSQL."""
+    if settings.driver == "postgresql":
+        from .event_log_pg import PostgresEventLog
+
+        assert settings.dsn is not None  # the settings refuse postgresql without a dsn
+        return PostgresEventLog(settings.dsn, bus, schema=settings.pg_schema, **kwargs)
+    return SqliteEventLog(data_dir / "events.db", bus, **kwargs)

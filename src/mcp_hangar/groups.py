@@ -309,6 +309,8 @@ class Group:
 
     def _choose(self, tried: set[str], probe: bool) -> Member | None:
         candidates = [m for m in self.members if m.in_rotation and m.member_id not in tried]
+        # A member a reload is restarting is routed around while another can serve (else the call waits).
+        candidates = [m for m in candidates if not m.server.held] or candidates
         if not candidates and probe:  # the probe may try a member out of rotation: that is what it is for
             candidates = [m for m in self.members if m.member_id not in tried]
         return self.strategy.pick(candidates) if candidates else None

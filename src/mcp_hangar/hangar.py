@@ -26,7 +26,7 @@ from .auth.service import AuthService
 from .config import LoadedConfig, ServerSpec, format_validation_error, spec_to_dict, validate_server_id
 from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
-from .event_log import EventLog, SqliteEventLog
+from .event_log import EventLog, make_event_log
 from .event_retention import retention_loop
 from .events import (
     EventBus,
@@ -73,7 +73,8 @@ class Hangar:
         self.servers: dict[str, ManagedServer] = {}
         self.instance_id = f"{socket.gethostname()[:24]}-{secrets.token_hex(4)}"
         # Every bus event, in order, for replay (the WebSocket stream's ``since``).
-        self.event_log: EventLog = SqliteEventLog(data_dir / "events.db", self.bus, produced_by=self.instance_id,
+        self.event_log: EventLog = make_event_log(loaded.config.event_store, data_dir, self.bus,
+                                                  produced_by=self.instance_id,
                                                   max_events=observability.event_log_max_events)
         self.instance_label = instance_label(data_dir)  # stable for this data dir: owns its containers
         self.started_monotonic = time.monotonic()
@@ -85,6 +86,7 @@ class Hangar:
         # (logging messages, resource and prompt list changes): the MCP fronts fan them out.
         self.notification_listeners: list[Callable[[ManagedServer, JsonObject], None]] = []
         self._creating: set[str] = set()  # ids whose REST create is being saved
+        self._stored_versions: dict[str, int] = {}
         self.groups = GroupManager(bus=self.bus, store=self.store, servers=self.servers, spawn=self._spawn)
         # None when the config file has no `discovery:` block (its routes and tools then answer 404).
         self.discovery = DiscoveryManager(self) if loaded.config.discovery is not None else None
@@ -98,6 +100,7 @@ class Hangar:
         self.reaper.start()
         await self.store.open()
         await self.event_log.open()
+        self._stored_versions = self.event_log.stream_versions()  # before this run publishes anything
         remembered = await self.store.load_tool_cache()
         for sid, spec in self.loaded.config.mcp_servers.items():
             self._register(sid, spec, "config", remembered.get(sid))
@@ -112,6 +115,7 @@ class Hangar:
                 log.error("saved server %r is invalid and was skipped: %s", sid, format_validation_error(exc))
                 continue
             self._register(sid, spec, "api", remembered.get(sid))
+        await self._restore_totals()
         await self._remove_orphan_containers()
         await self.groups.start(self.loaded.config.groups)
         await self.auth.open()
@@ -130,6 +134,20 @@ class Hangar:
             if server.spec.auto_start:
                 self._spawn(self._auto_start(server))
         self.startup_complete = True
+
+    async def _restore_totals(self) -> None:
+        """Each server's counters continue from the event log (its snapshot and the events after it),
+        up to what the previous run stored: the registrations just published are not counted."""
+        for sid, server in self.servers.items():
+            stream = f"mcp_server:{sid}"
+            stored = self._stored_versions.get(stream, 0)
+            if stored:
+                try:
+                    state, _ = await self.event_log.stream_state(stream, stored)
+                except StoreError as exc:
+                    log.error("cannot restore the counters of %r from the event log: %s", sid, exc.message)
+                    continue
+                server.restore_totals(state)
 
     async def _remove_orphan_containers(self) -> None:
         """Containers a crashed earlier run of this instance left behind; only ours, by label."""

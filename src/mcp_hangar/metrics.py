@@ -254,3 +254,7 @@ class _LiveCollector(Collector):
                                 value=log.position)
         yield CounterMetricFamily(PREFIX + "event_log_dropped", "Events the event log could not keep up with",
                                   value=log.dropped)
+        yield CounterMetricFamily(PREFIX + "events_compacted", "Events compacted away (folded into a snapshot)",
+                                  value=log.compacted)
+        yield CounterMetricFamily(PREFIX + "event_snapshots", "Snapshots taken of event streams",
+                                  value=log.snapshots_taken)

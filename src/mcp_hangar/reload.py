@@ -15,6 +15,11 @@ created through REST whose id the file now declares is taken over by the file. T
 is applied too, except ``enabled`` and ``api_key.header_name`` (see ``auth.reconfigure``); the
 result's ``auth`` entry says what changed. Other settings are recorded and take effect at the next
 start (the result lists them as ``restart_required``). Reloads are serialized.
+
+A server that must restart or go is first held (``admission``): new calls wait for the new process
+(or, when it is removed, get a 404; a group routes around it at once). ``graceful`` (the default) lets
+its running calls finish first, for at most ``config_reload.drain_timeout_s``; ``graceful=false``
+stops it at once, and the calls cut off get a 503 saying so.
 """
 
 from __future__ import annotations
@@ -33,9 +38,11 @@ from .config_events import ConfigurationReloaded, ConfigurationReloadFailed, Con
 from .config_state import document_of_config
 from .errors import ConfigError, ConflictError, HangarError, ValidationError
 from .events import McpServerUpdated
+from .models import State
 
 if TYPE_CHECKING:
     from .hangar import Hangar
+    from .supervisor import ManagedServer
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +76,9 @@ class ConfigReloader:
     def path(self) -> Path | None:
         return self.hangar.loaded.path
 
-    async def reload(self, trigger: str) -> dict[str, Any]:
-        """Re-read the file and apply it, or raise (``ConfigError`` 422) and keep everything as it is."""
+    async def reload(self, trigger: str, *, graceful: bool = True) -> dict[str, Any]:
+        """Re-read the file and apply it, or raise (``ConfigError`` 422) and keep everything as it is.
+        ``graceful``: servers that restart or go finish their running calls first (bounded)."""
         async with self._lock:
             began = time.perf_counter()
             where = str(self.path) if self.path else "<embedded default>"
@@ -85,7 +93,7 @@ class ConfigReloader:
                 log.error("config reload (%s) refused, the running configuration is kept: %s", trigger,
                           "; ".join(problems))
                 raise
-            result = await self._apply(plan)
+            result = await self._apply(plan, graceful)
             result.update(success=True, config_path=where, trigger=trigger,
                           duration_ms=round((time.perf_counter() - began) * 1000, 3))
             bus.publish(ConfigurationReloaded(
@@ -160,22 +168,30 @@ class ConfigReloader:
 
     # ------------------------------------------------------------------ apply
 
-    async def _apply(self, plan: ReloadPlan) -> dict[str, Any]:
+    async def _apply(self, plan: ReloadPlan, graceful: bool) -> dict[str, Any]:
         hangar = self.hangar
         cfg = plan.loaded.config
         hangar.loaded = plan.loaded
-        for sid in plan.added:
-            hangar.register_declared(sid, cfg.mcp_servers[sid])
-        await asyncio.gather(*(self._update(sid, cfg.mcp_servers[sid], sid in plan.restart)
-                               for sid in [*plan.restart, *plan.in_place]))
+        drain_s = cfg.config_reload.drain_timeout_s if graceful else 0.0
+        for sid in plan.removed:  # held at once: from now on its new calls wait, its groups route around it
+            if (server := hangar.servers.get(sid)) is not None:
+                server.hold()
+                await hangar.groups.forget_server(sid)
+        # Removed servers drain while the changed ones do: a reload waits for one drain, not two.
+        removals = [asyncio.create_task(self._remove(sid, drain_s)) for sid in plan.removed]
         groups: dict[str, list[str]] = {"added": [], "removed": [], "updated": [], "unchanged": []}
-        declared = [g.group_id for g in hangar.groups.all() if g.source == "config"]
-        for gid in sorted({*declared, *cfg.groups}):
-            outcome = await hangar.groups.apply_declared(gid, cfg.groups.get(gid))
-            groups[outcome].append(gid)
-        for sid in plan.removed:
-            with contextlib.suppress(HangarError):  # already gone (a concurrent REST delete)
-                await hangar.delete_server(sid, reason="config_reload")
+        try:
+            for sid in plan.added:
+                hangar.register_declared(sid, cfg.mcp_servers[sid])
+            cut = await asyncio.gather(*(self._update(sid, cfg.mcp_servers[sid], sid in plan.restart, drain_s)
+                                         for sid in [*plan.restart, *plan.in_place]))
+            declared = [g.group_id for g in hangar.groups.all() if g.source == "config"]
+            for gid in sorted({*declared, *cfg.groups}):
+                outcome = await hangar.groups.apply_declared(gid, cfg.groups.get(gid))
+                groups[outcome].append(gid)
+        finally:
+            cut_removed = await asyncio.gather(*removals)
+        cut += cut_removed
         sources = await self._apply_discovery(cfg)
         auth = hangar.auth.apply_settings(cfg.auth, str(self.path))
         return {
@@ -189,23 +205,60 @@ class ConfigReloader:
             "auth": auth,
             "restart_required": plan.restart_required,
             "warnings": plan.loaded.warnings,
+            "graceful": graceful,
+            "interrupted_calls": sum(cut),
         }
 
-    async def _update(self, server_id: str, spec: ServerSpec, restart: bool) -> None:
+    async def _update(self, server_id: str, spec: ServerSpec, restart: bool, drain_s: float) -> int:
+        """Apply a changed spec; return how many running calls a restart cut off."""
         server = self.hangar.servers[server_id]
         changed = sorted(k for k in ServerSpec.model_fields if getattr(server.spec, k) != getattr(spec, k))
         if server.source == "api":  # the file takes over a server created through REST
             await self.hangar.store.delete_server(server_id)
         server.source = "config"
-        running = server.upstream is not None
+        running = server.upstream is not None or server.state == State.INITIALIZING  # a start uses the old spec
+        cut = 0
         if restart and running:
-            await server.stop("config_reload")
-        server.replace_spec(spec)
-        self.hangar.bus.publish(McpServerUpdated(mcp_server_id=server_id, changed_fields=changed,
-                                                 restart_required=restart))
-        if restart and running:
-            with contextlib.suppress(HangarError):  # its state and logs tell why it did not come back
-                await server.ensure_ready(explicit=True)
+            server.hold()  # new calls wait for the new process
+        try:
+            if restart and running:
+                cut = await self._drain(server, drain_s)
+                server.note_cut("config_reload")
+                await server.stop("config_reload")
+            server.replace_spec(spec)
+            self.hangar.bus.publish(McpServerUpdated(mcp_server_id=server_id, changed_fields=changed,
+                                                     restart_required=restart))
+            if restart and running:
+                with contextlib.suppress(HangarError):  # its state and logs tell why it did not come back
+                    await server.ensure_ready(explicit=True)
+        finally:
+            server.release()
+        return cut
+
+    async def _remove(self, server_id: str, drain_s: float) -> int:
+        """Drain (when graceful), stop and remove a server the file no longer declares."""
+        server = self.hangar.servers.get(server_id)
+        if server is None:
+            return 0  # already gone (a concurrent REST delete)
+        try:
+            cut = await self._drain(server, drain_s)
+            server.removed = True  # the calls that waited are refused once it is released
+            server.note_cut("config_reload")
+            with contextlib.suppress(HangarError):
+                await self.hangar.delete_server(server_id, reason="config_reload")
+        finally:
+            server.release()
+        return cut
+
+    async def _drain(self, server: ManagedServer, drain_s: float) -> int:
+        """Let the running calls finish, for at most ``drain_s``; return how many are left to cut off."""
+        if drain_s <= 0 or not server.in_flight:
+            return server.in_flight
+        left = await server.drain(drain_s)
+        if left:
+            log.warning("MCP Server %r: %d call(s) still running after the %.0f s drain of a reload are cut off",
+                        server.server_id, left, drain_s)
+        return left
 
     async def _apply_discovery(self, cfg: HangarConfig) -> dict[str, list[str]]:
         from .discovery.manager import DiscoveryManager

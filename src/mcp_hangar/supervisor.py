@@ -14,6 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from . import __version__, tracing
+from .admission import Admission
 from .callers import Caller, CallerRegistry
 from .config import ServerSpec, default_tools
 from .errors import (
@@ -43,6 +44,7 @@ from .events import (
 )
 from .models import STARTABLE, DeadReason, State, can_transition
 from .reaper import Reaper
+from .resource_watch import ResourceWatches
 from .upstream.base import JsonObject, Upstream
 from .upstream.factory import make_upstream
 
@@ -65,7 +67,7 @@ class LogLine:
     stream: str = "stderr"
 
 
-class ManagedServer:
+class ManagedServer(Admission, ResourceWatches):
     """Supervises one upstream. All methods run on the event loop; none blocks it."""
 
     def __init__(
@@ -82,6 +84,7 @@ class ManagedServer:
         ssrf_trusted: list[str] | None = None,
         instance: str = "",
     ) -> None:
+        Admission.__init__(self)
         self.server_id = server_id
         self.spec = spec
         self.source: Source = source
@@ -93,7 +96,7 @@ class ManagedServer:
         self._instance = instance  # labels the containers of docker-mode servers
         self.callers = CallerRegistry(server_id)
         self._probe_unanswered = False
-        self._resource_watches: dict[str, tuple[int, asyncio.Future[JsonObject] | None]] = {}
+        ResourceWatches.__init__(self)
         self.state = State.COLD
         self.dead_reason: DeadReason | None = None
         self.dead_since: float | None = None
@@ -108,7 +111,6 @@ class ManagedServer:
         self.last_used = time.monotonic()
         self.last_health_check = time.monotonic()
         self.started_at: float | None = None
-        self.in_flight = 0
         self.logs: deque[LogLine] = deque(maxlen=LOG_RING_LINES)
         self.log_listeners: list[Callable[[LogLine], None]] = []  # live followers (logs?follow=true)
         self.upstream: Upstream | None = None
@@ -176,6 +178,13 @@ class ManagedServer:
             "last_failure_ago": now - self.last_failure_at if self.last_failure_at else None,
             "dead": self.dead_info(),
         }
+
+    def restore_totals(self, state: dict[str, Any]) -> None:
+        """Continue the counters of an earlier run (the folded state of this server's event stream)."""
+        self.total_invocations = int(state.get("total_invocations") or 0)
+        self.total_failures = int(state.get("total_failures") or 0)
+        self.last_success_at = state.get("last_success_at")
+        self.last_failure_at = state.get("last_failure_at")
 
     def record_log(self, line: str) -> None:
         entry = LogLine(time.time(), line)
@@ -433,27 +442,10 @@ class ManagedServer:
             if self._on_tools_changed is not None:
                 self._on_tools_changed(self)
 
-    async def watch_resource(self, uri: str, subscribe: bool) -> None:
-        """Resource subscriptions towards a 2026-07-28 upstream: one ``subscriptions/listen`` per URI,
-        shared by every front client that subscribed (reference-counted); its updates come back as
-        ordinary notifications."""
-        count, task = self._resource_watches.get(uri, (0, None))
-        if subscribe:
-            if task is None or task.done():
-                upstream = await self.ensure_ready()
-                params = {"notifications": {"resourceSubscriptions": [uri]}}
-                task = asyncio.ensure_future(upstream.request("subscriptions/listen", params, 365 * 86400.0))
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
-            self._resource_watches[uri] = (count + 1, task)
-        elif count <= 1:
-            self._resource_watches.pop(uri, None)
-            if task is not None:
-                task.cancel()  # the upstream is told with notifications/cancelled
-        else:
-            self._resource_watches[uri] = (count - 1, task)
-
     async def request(self, method: str, params: JsonObject | None, *, caller: Caller | None = None) -> JsonObject:
         """Any other request to the upstream (resources, prompts, completion), starting it if needed."""
+        if self._held is not None or self.removed:
+            await self._admit()
         upstream = await self.ensure_ready()
         self.last_used = time.monotonic()
         key, meta, token = self.callers.enter(caller or Caller(), (params or {}).get("_meta"))
@@ -463,8 +455,13 @@ class ManagedServer:
         try:
             async with self._slots:
                 return await upstream.request(method, params, self.spec.call_timeout_s)
+        except HangarError as exc:
+            cut = self._cut_error(upstream, exc)
+            if cut is exc:
+                raise
+            raise cut from None
         finally:
-            self.in_flight -= 1
+            self._left()
             self.last_used = time.monotonic()
             self.callers.leave(key, token)
 
@@ -476,6 +473,8 @@ class ManagedServer:
 
         ``extra`` holds further request fields relayed as they are (``inputResponses``,
         ``requestState`` of a 2026-07-28 retry, ``task``, ...)."""
+        if self._held is not None or self.removed:
+            await self._admit()  # a reload is restarting or removing this server
         correlation_id = new_id()
         args_size = len(orjson.dumps(arguments)) if arguments else 0
         self._bus.publish(ToolInvocationRequested(
@@ -485,6 +484,7 @@ class ManagedServer:
         self.in_flight += 1
         self.last_used = time.monotonic()
         key, meta, token = self.callers.enter(caller or Caller(), meta)
+        upstream: Upstream | None = None
         try:
             upstream = await self.ensure_ready()
             params: JsonObject = {**extra, "name": tool, "arguments": arguments or {}} if extra else \
@@ -497,15 +497,18 @@ class ManagedServer:
                                                          self.spec.call_timeout_s)
                 else:
                     result = await upstream.request("tools/call", params, self.spec.call_timeout_s)
-        except HangarError as exc:
+        except HangarError as raised:
+            exc = self._cut_error(upstream, raised)
             self._record_failure(exc)
             self._bus.publish(ToolInvocationFailed(
                 mcp_server_id=self.server_id, tool_name=tool, correlation_id=correlation_id,
                 duration_ms=(time.perf_counter() - began) * 1000, error_type=exc.error_name,
                 error_message=exc.message, arguments_size_bytes=args_size, principal=principal))
-            raise
+            if exc is raised:
+                raise
+            raise exc from None
         finally:
-            self.in_flight -= 1
+            self._left()
             self.last_used = time.monotonic()
             self.callers.leave(key, token)
         self.total_invocations += 1

@@ -1,6 +1,6 @@
 """Configuration as code with the real CLI: SIGHUP reload, export from a running instance and a second
 instance started on it, ``config diff``, secrets kept out of the logs, and the durable store surviving
-``kill -9`` in the middle of heavy writes."""
+``kill -9`` in the middle of heavy writes (on SQLite and on PostgreSQL, which skips when no server answers)."""
 
 from __future__ import annotations
 
@@ -164,10 +164,17 @@ def test_secrets_stay_out_of_the_logs_of_a_real_instance(hangar_cli: StartHangar
 # --------------------------------------------------------------------------- durability
 
 
-def _committed(db: Path) -> dict[int, str]:
+def _query(db: Path, store: dict[str, Any], query: str) -> list[tuple[Any, ...]]:
     """What another process sees committed right now (a read-only connection, as a backup tool would)."""
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
-        return dict(conn.execute("SELECT global_position, event_id FROM events").fetchall())
+    if not store:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10) as conn:
+            return conn.execute(query).fetchall()
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(store["dsn"], autocommit=True) as pg:
+        pg.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(store["pg_schema"])))
+        return pg.execute(query).fetchall()
 
 
 def _load(base_url: str, stop: threading.Event, errors: list[BaseException]) -> None:
@@ -187,12 +194,20 @@ def _load(base_url: str, stop: threading.Event, errors: list[BaseException]) -> 
             n += 1
 
 
-def test_the_store_survives_kill_9_during_heavy_writes(hangar_cli: StartHangar, tmp_path: Path) -> None:
+def test_the_store_survives_kill_9_during_heavy_writes(hangar_cli: StartHangar, tmp_path: Path,
+                                                      store_config: dict[str, Any]) -> None:
     data = tmp_path / "state"
     path = _write(tmp_path / "hangar.yaml", {"mcp_servers": {f"w{i}": raw_server() for i in range(4)},
-                                             "observability": {"event_log_max_events": 10_000_000}, **QUIET})
+                                             "observability": {"event_log_max_events": 10_000_000},
+                                             "event_store": store_config, **QUIET})
     hangar = hangar_cli(config=path, data_dir=data)
     db = data / "events.db"
+
+    def _committed(_: Path) -> dict[int, str]:
+        return dict(_query(db, store_config, "SELECT global_position, event_id FROM events"))
+
+    if not store_config:
+        wait_until(db.exists, 30, "the event log file")
     stop, errors = threading.Event(), []
     workers = [threading.Thread(target=_load, args=(hangar.base_url, stop, errors)) for _ in range(3)]
     for worker in workers:
@@ -210,8 +225,9 @@ def test_the_store_survives_kill_9_during_heavy_writes(hangar_cli: StartHangar, 
         for worker in workers:
             worker.join(15)
     assert not errors
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if not store_config:
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     after = _committed(db)
     lost = {p: e for p, e in last_seen.items() if after.get(p) != e}
     assert not lost, f"{len(lost)} committed events were lost"
@@ -225,9 +241,8 @@ def test_the_store_survives_kill_9_during_heavy_writes(hangar_cli: StartHangar, 
     wait_until(lambda: max(_committed(db)) > positions[-1], 15, "new events after the restart")
     newer = {p: e for p, e in _committed(db).items() if p > positions[-1]}
     assert newer and not set(newer.values()) & set(after.values())
-    with sqlite3.connect(db) as conn:
-        versions = conn.execute("SELECT stream_id, stream_version, COUNT(*) FROM events "
-                                "GROUP BY stream_id, stream_version HAVING COUNT(*) > 1").fetchall()
+    versions = _query(db, store_config, "SELECT stream_id, stream_version, COUNT(*) FROM events "
+                      "GROUP BY stream_id, stream_version HAVING COUNT(*) > 1")
     assert versions == []  # no stream version was handed out twice
 
 

@@ -81,7 +81,8 @@ MANAGEMENT_TOOLS: list[JsonObject] = [
     _tool("hangar_reload_config", "Re-read the config file and apply it: servers added, removed, restarted (launch "
           "settings changed) or updated in place; an invalid file changes nothing and the error names the line.",
           {"graceful": {"type": "boolean", "default": True,
-                        "description": "accepted for compatibility; running calls always finish"}},
+                        "description": "true: servers that restart or go finish their running calls "
+                        "first (bounded by config_reload.drain_timeout_s); false: they stop at once"}},
           read_only=False),
     *DISCOVERY_TOOLS,
     _tool("hangar_whoami", "The identity this MCP session acts as."),
@@ -192,8 +193,11 @@ class Management:
         group = await self.hangar.groups.rebalance(group_id)
         return {"status": "rebalanced", "group_id": group_id, "group": group.view()}
 
-    async def _reload_config(self, _: JsonObject) -> JsonObject:
-        return {"status": "reloaded", "result": await self.hangar.reloader.reload("mcp_tool")}
+    async def _reload_config(self, args: JsonObject) -> JsonObject:
+        graceful = args.get("graceful", True)
+        if not isinstance(graceful, bool):
+            raise ValidationError("'graceful' must be a boolean")
+        return {"status": "reloaded", "result": await self.hangar.reloader.reload("mcp_tool", graceful=graceful)}
 
     async def _whoami(self, _: JsonObject) -> JsonObject:
         return {"authenticated": False, "principal": None, "auth_enabled": False}

@@ -27,8 +27,10 @@ class _Strict(BaseModel):
 
 
 class ReloadRequest(_Strict):
-    # Accepted for compatibility: running calls finish either way (a restarted server drains first).
-    graceful: bool = True
+    graceful: bool = Field(default=True, description=(
+        "true: a server that restarts or is removed finishes its running calls first (at most "
+        "config_reload.drain_timeout_s) while new calls wait; false: it is stopped at once and its running "
+        "calls fail with 503"))
 
 
 class ExportRequest(_Strict):
@@ -75,7 +77,7 @@ async def get_config(request: Request) -> dict[str, Any]:
 @router.post("/api/config/reload", response_model=ReloadResponse, responses=_errors(),
              summary="Trigger hot-reload from disk")
 async def reload_config(request: Request, body: Annotated[ReloadRequest | None, Body()] = None) -> dict[str, Any]:
-    result = await hangar_of(request).reloader.reload("api")
+    result = await hangar_of(request).reloader.reload("api", graceful=body.graceful if body else True)
     return {"status": "reloaded", "result": result}
 
 
