@@ -5,46 +5,18 @@ real WebSocket and HTTP clients; every wait has a deadline."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from auth_helpers import LEGACY, McpHttp, auth_on, key_for
+from auth_helpers import LEGACY, McpHttp, auth_on, closed, key_for, open_ws, still_open
 from conftest import raw_server
 from ws_helpers import ws_url
-
-
-async def open_ws(base: str, key: str) -> ClientConnection:
-    """A subscribed event stream opened with ``key``."""
-    ws = await connect(ws_url(base), open_timeout=10, additional_headers={"x-api-key": key})
-    await ws.send(json.dumps({"type": "subscribe", "event_types": ["*"]}))
-    async with asyncio.timeout(10):
-        while json.loads(await ws.recv()).get("type") != "subscribed":
-            pass
-    return ws
-
-
-async def closed(ws: ClientConnection, timeout: float = 10.0) -> tuple[int | None, str | None]:
-    """Read until the server closes ``ws`` (within ``timeout``); its close code and reason."""
-    async with asyncio.timeout(timeout):
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await ws.recv()
-    return ws.close_code, ws.close_reason
-
-
-async def still_open(ws: ClientConnection) -> bool:
-    await ws.send(json.dumps({"type": "ping"}))
-    async with asyncio.timeout(10):
-        while json.loads(await ws.recv()).get("type") != "pong":
-            pass
-    return True
 
 
 class Admin:

@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from config_helpers import NO_WATCH, Recorder, wait_for, write_config
-from test_auth_live import closed, open_ws, still_open
 
-from auth_helpers import McpHttp, key_for
+from auth_helpers import McpHttp, closed, key_for, open_ws, still_open
 from conftest import raw_server
 from mcp_hangar.config import load_config
 
