@@ -116,8 +116,11 @@ def _boot_memory(results: dict[str, Any]) -> list[str]:
         f"registered cold servers {many['rss_cold_mib']} MiB; with {many['running']} of them running "
         f"{many['rss_running_mib']} MiB "
         f"(their processes {many['children_rss_mib']} MiB)",
-        f"- growth: stdio Hangar {g['rss_before_mib']} MiB before and {g['rss_after_mib']} MiB after {g['calls']:,} "
-        f"more calls at concurrency 32 ({g['growth_pct']:+.2f}%, {g['errors']} errors, {g['seconds']} s); HTTP Hangar "
+        f"- growth: stdio Hangar, after {g['warmup_calls']:,} warm-up calls at concurrency 32, "
+        f"{g['rss_before_mib']} MiB; "
+        f"after {g['calls']:,} more {g['rss_after_mib']} MiB ({g['growth_pct']:+.2f}%; every fifth: "
+        f"{', '.join(str(x) for x in g['rss_steps_mib'])} MiB, second half {g['second_half_growth_pct']:+.2f}%; "
+        f"{g['errors']} errors, {g['seconds']} s); HTTP Hangar "
         f"{results['hangar_http_rss_idle_mib']} MiB idle, {results['hangar_http_rss_after_calls_mib']} MiB after "
         "its cells",
         f"- cold start: {cold['concurrent_calls']} concurrent first calls on one lazy server: "

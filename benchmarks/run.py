@@ -48,6 +48,7 @@ class Sizes:
     boot_runs: int
     throughput_s: float
     growth_calls: int
+    growth_warmup: int  # past the event log's retention (100,000 events = 50,000 calls): caches at their caps
     cold_concurrent: int
     many_servers: int
     running: int
@@ -57,8 +58,8 @@ class Sizes:
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(100, 20, 2, 1, 1.0, 2_000, 10, 100, 5, 10, 5)
-        return cls(2000, 200, 4, 5, 10.0, 100_000, 50, 1000, 20, 100, 50)
+            return cls(100, 20, 2, 1, 1.0, 2_000, 1_000, 10, 100, 5, 10, 5)
+        return cls(2000, 200, 4, 5, 10.0, 100_000, 60_000, 50, 1000, 20, 100, 50)
 
 
 class _Tool:
@@ -128,14 +129,23 @@ async def _latency_cells(clients: dict[str, Client], scenarios: list[str], sizes
     return list(cells.values())
 
 
-async def _growth(client: StdioClient, calls: int) -> dict[str, Any]:
-    """RSS of the stdio Hangar before and after ``calls`` more calls at concurrency 32."""
+async def _growth(client: StdioClient, calls: int, warmup: int) -> dict[str, Any]:
+    """RSS of the stdio Hangar over ``calls`` calls at concurrency 32, after ``warmup`` calls that fill its
+    bounded stores (the event log keeps its newest 100,000 events, the history its newest records per
+    server) and batch buffers; sampled in five steps, so a plateau and a slope (a leak) differ."""
+    await measure_cell(client.call, Cell("growth-warmup", 32), warmup, 0, 10**10)
     before = procs.rss_mib(client.pid)
-    cell = Cell("growth", 32)
-    await measure_cell(client.call, cell, calls, 0, 10**10)
-    after = procs.rss_mib(client.pid)
-    return {"calls": calls, "errors": cell.errors, "rss_before_mib": before, "rss_after_mib": after,
-            "growth_pct": round((after - before) / before * 100, 2), "seconds": round(cell.wall_s, 2)}
+    steps: list[float] = []
+    errors, seconds = 0, 0.0
+    for k in range(5):
+        cell = Cell("growth", 32)
+        await measure_cell(client.call, cell, calls // 5, 0, 10**10 + warmup + k * calls)
+        errors, seconds = errors + cell.errors, seconds + cell.wall_s
+        steps.append(procs.rss_mib(client.pid))
+    after = steps[-1]
+    return {"calls": calls, "warmup_calls": warmup, "errors": errors, "rss_before_mib": before,
+            "rss_after_mib": after, "rss_steps_mib": steps, "growth_pct": round((after - before) / before * 100, 2),
+            "second_half_growth_pct": round((after - steps[1]) / steps[1] * 100, 2), "seconds": round(seconds, 2)}
 
 
 async def run_latency(folder: Path, sizes: Sizes, with_peer: bool) -> dict[str, Any]:
@@ -172,7 +182,7 @@ async def run_latency(folder: Path, sizes: Sizes, with_peer: bool) -> dict[str, 
             stdio = clients["hangar_stdio"]
             assert isinstance(stdio, StdioClient)
             out["hangar_stdio_rss_after_calls_mib"] = procs.rss_mib(stdio.pid)
-            out["growth"] = await _growth(stdio, sizes.growth_calls)
+            out["growth"] = await _growth(stdio, sizes.growth_calls, sizes.growth_warmup)
             out["throughput"] = {}
             for name in ("bare_asgi", "hangar_http_modern"):
                 out["throughput"][name] = await sustained(clients[name].call, sizes.throughput_s, 32, 10**11)

@@ -40,9 +40,12 @@ def targets(results: dict[str, Any]) -> list[Row]:
     tails = {s: cell(results, s, 1)["p99_ms"] / cell(results, s, 1)["p50_ms"]
              for s in ("hangar_stdio", "hangar_http_modern", "hangar_http_legacy", "hangar_stdio_group",
                        "hangar_http_group")}
+    floor = {s: cell(results, s, 1)["p99_ms"] / cell(results, s, 1)["p50_ms"] for s in ("direct_stdio", "bare_asgi")}
     worst = max(tails.values())
     rows.append(("p99 / p50 through Hangar at concurrency 1", "<= 3",
-                 ", ".join(f"{s.removeprefix('hangar_')} {v:.2f}" for s, v in tails.items()),
+                 ", ".join(f"{s.removeprefix('hangar_')} {v:.2f}" for s, v in tails.items())
+                 + " (the baselines themselves, the machine's noise: " + ", ".join(
+                     f"{s} {v:.2f}" for s, v in floor.items()) + ")",
                  _verdict(worst <= 3, _over(worst, 3))))
     tool = "wrk" if results.get("throughput_wrk") else "httpx"
     tp = results.get("throughput_wrk") or results["throughput"]
@@ -94,10 +97,11 @@ def targets(results: dict[str, Any]) -> list[Row]:
                  _verdict(listing <= 20 and tools <= 10)))
     cold = results["fleet"]["cold_start"]
     rows.append((f"cold start: {cold['concurrent_calls']} concurrent first calls on one lazy server",
-                 "exactly one spawn, total close to one start",
+                 "exactly one spawn, total close to one start (<= 2x)",
                  f"{cold['spawns_counted_by_process']:.0f} spawn "
                  f"(Hangar counted {cold['spawns_counted_by_hangar']:.0f}), "
                  f"{cold['ok']}/{cold['concurrent_calls']} ok, total {cold['total_ms']:.0f} ms = "
                  f"{cold['total_over_lone']:.2f}x one lone first call",
-                 _verdict(cold["spawns_counted_by_process"] == 1 and cold["ok"] == cold["concurrent_calls"])))
+                 _verdict(cold["spawns_counted_by_process"] == 1 and cold["ok"] == cold["concurrent_calls"]
+                          and cold["total_over_lone"] <= 2.0, "total over 2x one start")))
     return rows

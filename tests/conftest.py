@@ -100,8 +100,9 @@ async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
     running: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def make(servers: dict[str, dict[str, Any]], data_dir: Path | None = None,
-                   extra: dict[str, Any] | None = None) -> tuple[Hangar, str]:
-        hangar = Hangar(loaded_config(servers, extra), data_dir or tmp_path / f"http{len(running)}")
+                   extra: dict[str, Any] | None = None, loaded: LoadedConfig | None = None) -> tuple[Hangar, str]:
+        # ``loaded``: a config read from a file (reload tests); ``servers`` and ``extra`` are then ignored.
+        hangar = Hangar(loaded or loaded_config(servers, extra), data_dir or tmp_path / f"http{len(running)}")
         app = create_app(hangar)
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,

@@ -121,3 +121,21 @@ async def test_calls_inside_hangar_call_are_charged_like_tool_calls(http_factory
         assert [r["success"] for r in results] == [True, False, True, False]
         assert {results[1]["error_type"], results[3]["error_type"]} == {"RateLimitExceeded"}
         assert "tool:math__echo" in results[1]["error"] and "tool_calls" in results[3]["error"]
+
+
+async def test_per_tool_buckets_in_hangar_call_apply_before_the_targets_tools_are_known(http_factory: Any) -> None:
+    limits = _limits(per_tool={"math__echo": {"rps": 0.01, "burst": 1}})
+    hangar, base = await http_factory({"math": raw_server()}, extra=limits)
+    assert hangar.servers["math"].tools_origin == "unknown"  # never started: no catalogue name yet
+    async with httpx.AsyncClient(timeout=30) as client:
+        mcp = McpHttp(client, base, await key_for(hangar, "user:dev", "developer"))
+        await mcp.open()
+        calls = [{"mcp_server": "math", "tool": "echo", "arguments": {"text": "a"}},
+                 {"mcp_server": "math", "tool": "echo", "arguments": {"text": "b"}}]
+        answer = await mcp.call("hangar_call", {"calls": calls, "max_concurrency": 1})
+        results = answer["result"]["structuredContent"]["results"]
+        # The first call, made while the tools were unknown, took the bucket's only token.
+        assert [r["success"] for r in results] == [True, False], results
+        assert results[1]["error_type"] == "RateLimitExceeded" and "tool:math__echo" in results[1]["error"]
+        direct = await mcp.call("math__echo", {"text": "c"})  # the same bucket as a tools/call by name
+        assert direct["error"]["code"] == -32029 and "tool:math__echo" in direct["error"]["message"]

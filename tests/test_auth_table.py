@@ -16,18 +16,19 @@ from websockets.exceptions import InvalidStatus
 
 from auth_helpers import McpHttp, auth_on, key_for, key_without_permissions
 from conftest import loaded_config, raw_server
+from mcp_hangar.auth.permissions import PERMISSIONS
 from mcp_hangar.front.management import MANAGEMENT_TOOLS as OFFERED_TOOLS
 from mcp_hangar.hangar import Hangar
 from mcp_hangar.web.app import create_app
 from mcp_hangar.web.security import AUTHENTICATED, MANAGEMENT_TOOLS, PUBLIC, ROUTES, WEBSOCKET, RouteTable
 
-# Routes and tools that other work adds; the table covers them before they exist here.
-COMING_ROUTES = {("GET", "/api/config"): "config:read", ("POST", "/api/config/reload"): "config:reload",
+# Routes and tools other work added (config as code, discovery): served now, with these permissions.
+CONFIG_ROUTES = {("GET", "/api/config"): "config:read", ("POST", "/api/config/reload"): "config:reload",
                  ("POST", "/api/config/export"): "config:read", ("POST", "/api/config/backup"): "config:write",
                  ("GET", "/api/config/diff"): "config:read"}
-COMING_TOOLS = {"hangar_reload_config": "config:reload", "hangar_discover": "discovery:trigger",
-                "hangar_discovered": "discovery:read", "hangar_quarantine": "discovery:read",
-                "hangar_approve": "discovery:approve"}
+LATER_TOOLS = {"hangar_reload_config": "config:reload", "hangar_discover": "discovery:trigger",
+               "hangar_discovered": "discovery:read", "hangar_quarantine": "discovery:read",
+               "hangar_approve": "discovery:approve"}
 
 
 def _walk(routes: list[Any]) -> Iterator[Any]:
@@ -66,12 +67,14 @@ def test_every_served_route_is_in_the_permission_table() -> None:
     missing = [f"{m} {p}" for m, p in SERVED if (found := table.match(m, p)) is None or found[0].path != p]
     assert not missing, f"routes without a declared permission: {missing}"
     assert len(SERVED) > 40 and ("WS", "/api/ws/events") in SERVED
+    stale = [f"{r.method} {r.path}" for r in ROUTES if (r.method, r.path) not in SERVED]
+    assert not stale, f"permission rules for routes the app does not serve: {stale}"
 
 
 def test_the_table_declares_the_coming_routes_and_every_spec_auth_route() -> None:
     table = {(r.method, r.path): r.permission for r in ROUTES}
-    for route, permission in COMING_ROUTES.items():
-        assert table[route] == permission
+    for route, permission in CONFIG_ROUTES.items():
+        assert route in SERVED and table[route] == permission, route
     for route in ("POST /api/auth/keys", "GET /api/auth/keys", "DELETE /api/auth/keys/{key_id}",
                   "GET /api/auth/roles", "POST /api/auth/roles", "GET /api/auth/roles/all",
                   "POST /api/auth/roles/assign", "DELETE /api/auth/roles/revoke", "GET /api/auth/roles/{role_name}",
@@ -89,8 +92,9 @@ def test_the_table_declares_the_coming_routes_and_every_spec_auth_route() -> Non
 def test_every_hangar_tool_is_in_the_permission_table() -> None:
     offered = {t["name"] for t in OFFERED_TOOLS}
     assert offered - set(MANAGEMENT_TOOLS) == set(), "hangar_* tools without a declared permission"
-    for tool, permission in COMING_TOOLS.items():
-        assert MANAGEMENT_TOOLS[tool].permission == permission
+    assert set(MANAGEMENT_TOOLS) - offered == set(), "permission rules for hangar_* tools nobody offers"
+    for tool, permission in LATER_TOOLS.items():
+        assert tool in offered and MANAGEMENT_TOOLS[tool].permission == permission, tool
 
 
 def test_literal_segments_win_over_parameters() -> None:
@@ -174,3 +178,39 @@ async def test_mcp_needs_a_key_and_every_hangar_tool_needs_its_permission(http_f
             assert MANAGEMENT_TOOLS[tool].permission in answer["error"]["message"]
         upstream = await nobody.call("math__add", {"a": 1, "b": 2})
         assert upstream["error"]["code"] == -32003 and "tools:invoke" in upstream["error"]["message"]
+
+
+async def test_config_routes_and_the_reload_tool_need_exactly_their_config_permission(http_factory: Any) -> None:
+    """With every permission but the one needed: refused; with only that one: let through."""
+    hangar, base = await http_factory({}, extra=auth_on())
+    everything = [f"{resource}:{action}" for resource, actions in PERMISSIONS.items() for action in actions]
+
+    async def keys(permission: str) -> tuple[str, str]:
+        name = permission.replace(":", "-")
+        await hangar.auth.create_role(f"only-{name}", "", [permission], "test")
+        await hangar.auth.create_role(f"all-but-{name}", "", [p for p in everything if p != permission], "test")
+        return (await key_for(hangar, f"user:only-{name}", f"only-{name}"),
+                await key_for(hangar, f"user:but-{name}", f"all-but-{name}"))
+
+    async with httpx.AsyncClient(timeout=30) as client:
+        for method, path, permission in (("GET", "/api/config", "config:read"),
+                                         ("POST", "/api/config/reload", "config:reload"),
+                                         ("POST", "/api/config/backup", "config:write")):
+            allowed, denied = await keys(permission)
+            refused = await client.request(method, f"{base}{path}", headers={"x-api-key": denied})
+            assert refused.status_code == 403 and permission in refused.json()["message"], (path, refused.text)
+            passed = await client.request(method, f"{base}{path}", headers={"x-api-key": allowed})
+            # Past auth; without a config file a reload is 422 and a backup 404/503, never 401/403.
+            assert passed.status_code not in (401, 403), (path, passed.text)
+        # The MCP tool, with keys of the same two roles.
+        allowed = await key_for(hangar, "user:reloader", "only-config-reload")
+        denied = await key_for(hangar, "user:not-reloader", "all-but-config-reload")
+        refused_mcp = McpHttp(client, base, denied)
+        await refused_mcp.open()
+        answer = await refused_mcp.call("hangar_reload_config")
+        assert answer["error"]["code"] == -32003 and "config:reload" in answer["error"]["message"]
+        reloader = McpHttp(client, base, allowed)
+        await reloader.open()
+        answer = await reloader.call("hangar_reload_config")
+        assert answer["result"]["isError"] is True  # past auth: no config file to reload
+        assert "no file to reload" in answer["result"]["content"][0]["text"]

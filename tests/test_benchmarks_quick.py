@@ -62,6 +62,7 @@ def test_quick_run_measures_throughput_boot_memory_and_fleet(quick_results: tupl
     assert results["imports"]["modules"] > 0 and results["imports"]["top_cumulative"]
     growth = results["growth"]
     assert growth["calls"] == 2000 and growth["errors"] == 0 and _positive(growth["rss_after_mib"])
+    assert len(growth["rss_steps_mib"]) == 5
     cold = results["fleet"]["cold_start"]
     assert cold["ok"] == cold["concurrent_calls"] == 10 and cold["lone_ok"]
     assert cold["spawns_counted_by_process"] == 1 and cold["spawns_counted_by_hangar"] == 1  # one spawn

@@ -32,3 +32,32 @@ def test_settle_heap_freezes_what_boot_built() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_param_header_check_agrees_with_the_sdk_on_every_case() -> None:
+    from mcp_hangar.front.inbound import param_header_rejection, sdk
+
+    annotated = {"type": "object", "properties": {
+        "region": {"type": "string", "x-mcp-header": "Region"}, "n": {"type": "integer", "x-mcp-header": "N"},
+        "free": {"type": "string"}}}
+    plain = {"type": "object", "properties": {"region": {"type": "string"}}}
+    invalid = {"type": "object", "properties": {"o": {"type": "object", "x-mcp-header": "O"}}}
+    cases = [
+        (annotated, {"region": "eu", "n": 3}, {"mcp-param-region": "eu", "mcp-param-n": "3"}),
+        (annotated, {"region": "eu", "n": 3}, {"mcp-param-region": "us", "mcp-param-n": "3"}),
+        (annotated, {"region": "eu"}, {}),
+        (annotated, {}, {"mcp-param-region": "eu"}),
+        (plain, {"region": "eu"}, {"mcp-param-region": "us"}),
+        (plain, {}, {}),
+        (invalid, {"o": {}}, {"mcp-param-o": "x"}),
+        (None, {}, {"mcp-param-x": "1"}),
+    ]
+    module = sdk()
+    for _ in range(2):  # the second pass answers from the cache
+        for schema, arguments, headers in cases:
+            ours = param_header_rejection(schema, arguments, headers)
+            theirs = module.validate_mcp_param_headers(schema, arguments, headers)
+            assert (ours is None) == (theirs is None), (schema, arguments, headers)
+            if theirs is not None:
+                assert (ours.code, ours.message) == (theirs.code, theirs.message)
+    assert param_header_rejection(annotated, {"region": "eu"}, {}) is not None  # the check still bites

@@ -26,6 +26,7 @@ class ConfigurationReloaded(Event):
     groups_removed: list[str] = field(default_factory=list)
     groups_updated: list[str] = field(default_factory=list)
     discovery_sources_changed: list[str] = field(default_factory=list)
+    auth_changed: list[str] = field(default_factory=list)  # live auth settings applied (role_assignments ...)
     unchanged_count: int = 0
     duration_ms: float = 0.0
 

@@ -11,9 +11,10 @@ answered with a ``ConfigError`` naming the file, line and key, and is announced 
 - unchanged: untouched.
 
 Groups and discovery sources declared in the file follow the same rule. A server, group or source
-created through REST whose id the file now declares is taken over by the file. Other settings are
-recorded and take effect at the next start (the result lists them as ``restart_required``).
-Reloads are serialized.
+created through REST whose id the file now declares is taken over by the file. The ``auth:`` block
+is applied too, except ``enabled`` and ``api_key.header_name`` (see ``auth.reconfigure``); the
+result's ``auth`` entry says what changed. Other settings are recorded and take effect at the next
+start (the result lists them as ``restart_required``). Reloads are serialized.
 
 A server that must restart or go is first held (``admission``): new calls wait for the new process
 (or, when it is removed, get a 404; a group routes around it at once). ``graceful`` (the default) lets
@@ -31,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .auth.reconfigure import restart_required as auth_restart_required
 from .config import HangarConfig, LoadedConfig, ServerSpec, parse_config_text
 from .config_events import ConfigurationReloaded, ConfigurationReloadFailed, ConfigurationReloadRequested
 from .config_state import document_of_config
@@ -45,7 +47,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Sections a reload applies at once; a change anywhere else needs a restart.
-LIVE_SECTIONS = frozenset({"mcp_servers", "groups", "discovery"})
+LIVE_SECTIONS = frozenset({"mcp_servers", "groups", "discovery", "auth"})  # auth: but two of its settings
 SAFETY_CHECK_MS = 1000  # the watcher looks at the file this often even without file-system events
 
 
@@ -102,6 +104,7 @@ class ConfigReloader:
                 discovery_sources_changed=sorted({*result["discovery_sources_added"],
                                                   *result["discovery_sources_removed"],
                                                   *result["discovery_sources_updated"]}),
+                auth_changed=result["auth"]["changed"],
                 unchanged_count=len(result["mcp_servers_unchanged"]), duration_ms=result["duration_ms"]))
             log.info("config reloaded (%s) in %.1f ms: %d added, %d removed, %d updated (%d restarted), "
                      "%d unchanged", trigger, result["duration_ms"], len(plan.added), len(plan.removed),
@@ -138,6 +141,9 @@ class ConfigReloader:
                               if s.source == "config" and s.server_id not in cfg.mcp_servers)
         old, new = document_of_config(self.hangar.loaded.config), document_of_config(cfg)
         plan.restart_required = sorted(k for k in {*old, *new} - LIVE_SECTIONS if old.get(k) != new.get(k))
+        # Compared with what auth runs on (a setting that waits for a restart stays pending until then).
+        pending = auth_restart_required(self.hangar.auth.settings, cfg.auth)
+        plan.restart_required = sorted([*plan.restart_required, *(f"auth.{k}" for k in pending)])
         return plan
 
     def _check_namespaces(self, cfg: HangarConfig, where: str) -> None:
@@ -187,6 +193,7 @@ class ConfigReloader:
             cut_removed = await asyncio.gather(*removals)
         cut += cut_removed
         sources = await self._apply_discovery(cfg)
+        auth = hangar.auth.apply_settings(cfg.auth, str(self.path))
         return {
             "mcp_servers_added": sorted(plan.added),
             "mcp_servers_removed": plan.removed,
@@ -195,6 +202,7 @@ class ConfigReloader:
             "mcp_servers_unchanged": sorted(plan.unchanged),
             **{f"groups_{k}": v for k, v in groups.items()},
             **{f"discovery_sources_{k}": v for k, v in sources.items()},
+            "auth": auth,
             "restart_required": plan.restart_required,
             "warnings": plan.loaded.warnings,
             "graceful": graceful,

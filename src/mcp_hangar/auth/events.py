@@ -52,6 +52,8 @@ class RoleAssigned(Event):
     role_name: str
     scope: str
     assigned_by: str | None = None
+    source: str = "api"  # api (REST or the MCP tool) or config (the file, at a reload)
+    config_path: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -60,6 +62,8 @@ class RoleRevoked(Event):
     role_name: str
     scope: str
     revoked_by: str | None = None
+    source: str = "api"
+    config_path: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

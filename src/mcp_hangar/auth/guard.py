@@ -119,8 +119,8 @@ class Guard:
         except AccessDeniedError:
             self._refused(principal, server_id, tool, "permission", {"permission": "tools:invoke"})
             raise
-        if name is None and self.auth.limiter.per_tool:  # a call inside hangar_call: per-tool buckets too
-            name = self.catalog.name_of(server_id, tool)
+        if name is None and self.auth.limiter.per_tool:  # a call inside hangar_call: per-tool buckets too,
+            name = self.catalog.name_for(server_id, tool)  # on the name a tools/call would use
         limited = self.auth.limiter.take_tool_call(principal.principal_id, name or "")
         if limited is not None:
             bucket, wait = limited

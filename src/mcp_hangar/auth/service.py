@@ -42,9 +42,11 @@ from ..events import (
     McpServerUpdated,
 )
 from . import events as audit
+from .live import LiveConnections
 from .permissions import BUILTIN_ROLES, Principal, Role, check_permission, resolve
 from .policy import PolicyEngine
 from .ratelimit import Lockout, RateLimiter
+from .reconfigure import changed_fields, config_assignments, diff, live_settings, restart_required
 from .settings import AuthSettings, check_principal, check_scope
 from .storage import ApiKey, AuthStore, hash_key, new_key
 
@@ -74,12 +76,8 @@ class AuthService:
         self._keys: dict[str, ApiKey] = {}  # by hash
         self._roles: dict[str, Role] = dict(BUILTIN_ROLES)
         self._stored: dict[str, set[tuple[str, str]]] = {}  # principal -> {(role, scope)} saved via REST
-        self._config: dict[str, set[tuple[str, str]]] = {}
-        for a in settings.role_assignments:
-            self._config.setdefault(a.principal, set()).add((a.role, a.scope))
-        stdio = settings.stdio.principal
-        for role in stdio.roles:
-            self._config.setdefault(stdio.id, set()).add((role, "global"))
+        self._config = config_assignments(settings)  # declared in the file (and the stdio principal's roles)
+        self.live = LiveConnections(self)  # open WebSockets and MCP sessions, checked again on every change
         self._principals: dict[str, Principal] = {}
         self.version = 0  # bumped whenever any principal's permissions may have changed
         self._used: dict[str, float] = {}
@@ -157,6 +155,10 @@ class AuthService:
 
     async def authenticate(self, raw: str | None, client: str, surface: str) -> Principal:
         """The principal a key belongs to; ``AuthenticationError`` (and an audit event) otherwise."""
+        return (await self.authenticate_key(raw, client, surface))[0]
+
+    async def authenticate_key(self, raw: str | None, client: str, surface: str) -> tuple[Principal, ApiKey | None]:
+        """``authenticate``, with the key that matched (None for the anonymous principal)."""
         wait = self.lockout.locked_for(client)
         if wait:
             raise RateLimitExceeded("too many failed authentications from this client; try again later",
@@ -164,7 +166,7 @@ class AuthService:
         if not raw:
             anonymous = self.anonymous()
             if anonymous is not None:
-                return anonymous
+                return anonymous, None
             self._failed(client, surface, "missing_key")
         assert raw is not None
         digest = hash_key(raw)
@@ -181,7 +183,7 @@ class AuthService:
         key.last_used_at = now
         self._used[key.key_id] = now
         self.lockout.succeeded(client)
-        return self.principal(key.principal_id)
+        return self.principal(key.principal_id), key
 
     async def _lookup(self, digest: str) -> ApiKey | None:
         try:
@@ -250,6 +252,7 @@ class AuthService:
             self._principals.clear()
         else:
             self._principals.pop(principal_id, None)
+        self.live.recheck()
 
     # ------------------------------------------------------------------ keys
 
@@ -278,6 +281,7 @@ class AuthService:
             raise ApiKeyNotFoundError(key_id)
         if not key.revoked:
             key.revoked = True  # refused from now on, before the write lands
+            self.live.recheck()  # and streams opened with it end now
             await self.store.revoke_key(key_id)
             self.bus.publish(audit.ApiKeyRevoked(key_id=key_id, principal_id=key.principal_id,
                                                  revoked_by=revoked_by, reason=reason))
@@ -342,7 +346,7 @@ class AuthService:
         self._stored.setdefault(principal_id, set()).add((role_name, scope))
         self._changed(principal_id)
         self.bus.publish(audit.RoleAssigned(principal_id=principal_id, role_name=role_name, scope=scope,
-                                            assigned_by=by))
+                                            assigned_by=by, source="api"))
 
     async def revoke(self, principal_id: str, role_name: str, scope: str, by: str | None) -> None:
         if (role_name, scope) not in self._stored.get(principal_id, set()):
@@ -353,7 +357,31 @@ class AuthService:
         self._stored[principal_id].discard((role_name, scope))
         self._changed(principal_id)
         self.bus.publish(audit.RoleRevoked(principal_id=principal_id, role_name=role_name, scope=scope,
-                                           revoked_by=by))
+                                           revoked_by=by, source="api"))
+
+    def apply_settings(self, new: AuthSettings, config_path: str) -> dict[str, Any]:
+        """Apply a reloaded ``auth:`` block (see ``reconfigure``): what changed, what waits for a restart."""
+        pending = restart_required(self.settings, new)
+        effective = live_settings(self.settings, new)
+        changed = changed_fields(self.settings, effective)
+        if effective.rate_limit != self.settings.rate_limit:  # fresh buckets on the new settings
+            self.limiter = RateLimiter(effective.rate_limit)
+            self.lockout = Lockout(effective.rate_limit)
+        added, removed = diff(self._config, config_assignments(effective))
+        self.settings, self._config = effective, config_assignments(effective)
+        if changed:
+            self._changed()  # every principal is resolved again; open connections are checked again
+        by = f"config:{config_path}"
+        for principal_id, role, scope in added:
+            self.bus.publish(audit.RoleAssigned(principal_id=principal_id, role_name=role, scope=scope,
+                                                assigned_by=by, source="config", config_path=config_path))
+        for principal_id, role, scope in removed:
+            self.bus.publish(audit.RoleRevoked(principal_id=principal_id, role_name=role, scope=scope,
+                                               revoked_by=by, source="config", config_path=config_path))
+        return {"changed": changed,
+                "role_assignments_added": [{"principal": p, "role": r, "scope": s} for p, r, s in added],
+                "role_assignments_removed": [{"principal": p, "role": r, "scope": s} for p, r, s in removed],
+                "restart_required": pending}
 
     def principal_ids(self) -> list[str]:
         owners = {k.principal_id for k in self._keys.values()}

@@ -155,6 +155,16 @@ class Catalog:
             self._rebuild()
         return self._reverse.get((server_id, tool))
 
+    def name_for(self, server_id: str, tool: str) -> str:
+        """The exposed name of ``tool`` on ``server_id``: the catalogue's, or, while the target's tools are
+        not known yet, the name it will have (what a client calling it by name sends)."""
+        known = self.name_of(server_id, tool)
+        if known is not None:
+            return known
+        server = self._hangar.servers.get(server_id)
+        return exposed_name(server_id, tool, self._hangar.loaded.config.front.tool_separator,
+                            namespace=server.spec.namespace if server is not None else None)
+
     def unknown_servers(self) -> list[str]:
         """Servers whose tools Hangar has never seen (never started, nothing declared)."""
         return [s.server_id for s in self._hangar.list_servers() if s.tools_origin == "unknown"]

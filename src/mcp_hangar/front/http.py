@@ -43,6 +43,8 @@ VERSION_HEADER = "mcp-protocol-version"
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 KEEPALIVE_S = 15.0
 STREAM_QUEUE = 1024
+ENDED_MEMORY = 1000  # sessions ended by a withdrawn key, remembered to say why
+_END: JsonObject = {}  # put on a session's queue to end its GET stream at once
 
 
 class LegacyHttpSession(FrontSession):
@@ -53,9 +55,23 @@ class LegacyHttpSession(FrontSession):
         self.queue: asyncio.Queue[JsonObject] = asyncio.Queue(maxsize=STREAM_QUEUE)
         self.streaming = False
         self.last_seen = time.monotonic()
+        self.ended = False
+        self.unwatch: Callable[[], None] | None = None  # auth: stop watching its key
         super().__init__(front, self._enqueue, transport="http")
 
+    def close(self) -> None:
+        super().close()
+        if self.unwatch is not None:
+            self.unwatch()
+            self.unwatch = None
+        if not self.ended:
+            self.ended = True
+            self._put(_END)
+
     async def _enqueue(self, message: JsonObject) -> None:
+        self._put(message)
+
+    def _put(self, message: JsonObject) -> None:
         if self.queue.full():  # a client that never reads loses the oldest notifications
             with contextlib.suppress(asyncio.QueueEmpty):
                 self.queue.get_nowait()
@@ -79,6 +95,7 @@ class McpHttpEndpoint:
         self.allowed_origins = {o.lower().rstrip("/") for o in settings.allowed_origins}
         self.idle_timeout = settings.session_idle_timeout_s
         self.sessions: dict[str, LegacyHttpSession] = {}
+        self.withdrawn: dict[str, str] = {}  # session id -> why it was ended (its key was revoked ...)
         self.closing = False
         self._swept_at = 0.0
 
@@ -206,6 +223,8 @@ class McpHttpEndpoint:
             response = await session.handle(message)
             if response is not None and "result" in response:
                 self.sessions[session_id] = session
+                session.unwatch = self.front.hangar.auth.live.watch_scope(
+                    scope, lambda reason: self._withdraw(session, reason))
                 await _json(send, 200, response, {SESSION_HEADER: session_id})
             else:
                 session.close()
@@ -223,16 +242,30 @@ class McpHttpEndpoint:
             self.sessions.pop(given, None)
             existing = None
         if existing is None:
-            await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, "Session not found"))
+            why = self.withdrawn.get(given)
+            text = "Session not found" if why is None else f"Session ended: {why}; initialize a new session"
+            await _json(send, 404, error_response(message.get("id"), INVALID_REQUEST, text))
             return
         principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        if existing.principal is not None and getattr(principal, "principal_id", None) != \
-                existing.principal.principal_id:  # a session belongs to the key that opened it
-            await _json(send, 403, error_response(message.get("id"), -32003, "this session belongs to another "
-                                                                             "principal"))
-            return
+        if existing.principal is not None:
+            if getattr(principal, "principal_id", None) != existing.principal.principal_id:
+                # a session belongs to the principal whose key opened it
+                await _json(send, 403, error_response(message.get("id"), -32003, "this session belongs to "
+                                                                                 "another principal"))
+                return
+            existing.principal = principal  # resolved now: roles changed since are in effect
         existing.last_seen = time.monotonic()
         await _serve_request(existing, receive, send, headers, message, lambda _: 200, cancel_on_disconnect=False)
+
+    def _withdraw(self, session: LegacyHttpSession, reason: str) -> None:
+        """End a session whose key or principal lost its access: refused from now on, GET stream closed."""
+        if self.sessions.pop(session.session_id, None) is None:
+            return
+        self.withdrawn[session.session_id] = reason
+        if len(self.withdrawn) > ENDED_MEMORY:
+            self.withdrawn.pop(next(iter(self.withdrawn)))
+        log.info("MCP session %s ended: %s", session.session_id[:8], reason)
+        session.close()
 
     # ------------------------------------------------------------------ GET / DELETE
 
@@ -279,6 +312,12 @@ class McpHttpEndpoint:
                         idle = 0.0
                         await send({"type": "http.response.body", "body": b": ping\n\n", "more_body": True})
                     continue
+                if message is _END:
+                    why = self.withdrawn.get(session.session_id)
+                    if why is not None:
+                        await send({"type": "http.response.body", "body": f": session ended: {why}\n\n".encode(),
+                                    "more_body": True})
+                    break
                 idle = 0.0
                 await send({"type": "http.response.body", "body": _sse_event(message), "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})

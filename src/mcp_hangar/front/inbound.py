@@ -64,6 +64,26 @@ async def load_sdk() -> None:
         await asyncio.to_thread(sdk)
 
 
+# Schema object -> whether it annotates any property with x-mcp-header (checked once per tool schema).
+_annotated: dict[int, tuple[Any, bool]] = {}
+
+
+def param_header_rejection(schema: Any, arguments: Any, headers: Any) -> Any:
+    """The SDK's ``validate_mcp_param_headers``, skipped for a schema without ``x-mcp-header``
+    annotations: every rejection it can give comes from an annotated property, so for such a schema
+    (nearly every tool) the answer is None whatever the headers. The walk of the schema is done once."""
+    module = sdk()
+    cached = _annotated.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        annotated = module.find_invalid_x_mcp_header(schema) is None and bool(module.x_mcp_header_map(schema))
+        if len(_annotated) > 10_000:  # schemas come and go with catalogue rebuilds: keep the cache bounded
+            _annotated.clear()
+        cached = _annotated[id(schema)] = (schema, annotated)
+    if not cached[1]:
+        return None
+    return module.validate_mcp_param_headers(schema, arguments, headers)
+
+
 def duplicated_routing_header(raw_headers: Any) -> str | None:
     """The name of a routing header sent more than once (first- and last-copy readers would disagree)."""
     seen: set[str] = set()

@@ -29,7 +29,7 @@ from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
-from .inbound import load_sdk, sdk
+from .inbound import load_sdk, param_header_rejection, sdk
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -545,8 +545,7 @@ class FrontSession:
         if self.request_headers is not None:  # HTTP, modern era: Mcp-Param-* must agree with the body
             tool = self.front.catalog.tool(name)
             if tool is not None:
-                rejection = sdk().validate_mcp_param_headers(tool.get("inputSchema"), arguments or {},
-                                                       self.request_headers)
+                rejection = param_header_rejection(tool.get("inputSchema"), arguments or {}, self.request_headers)
                 if rejection is not None:
                     raise RpcError(rejection.code, rejection.message, rejection.data)
         if route.server_id == MANAGEMENT:

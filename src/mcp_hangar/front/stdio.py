@@ -104,6 +104,9 @@ async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: in
 
     async def serve_one(message: Any) -> None:
         request_id = message.get("id") if isinstance(message, dict) else None
+        # Resolved per message (a dictionary hit): a reload that changes auth.stdio.principal, or a role
+        # assigned or revoked meanwhile, applies to the next request.
+        session.principal = hangar.auth.stdio_principal()
         try:
             response = await session.handle(message)
         finally:

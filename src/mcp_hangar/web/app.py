@@ -242,6 +242,7 @@ def create_app(hangar: Hangar, *, manage_lifecycle: bool = True) -> HangarApp:
     add_shutdown_hook(app.state, app.state.log_followers.close_all)
     if hangar.auth.enabled:  # inside CORS, so refusals carry CORS headers; outside everything that serves
         app.add_middleware(AuthMiddleware, auth=hangar.auth)
+        events.watchers.append(lambda ws, withdraw: hangar.auth.live.watch_scope(ws.scope, withdraw))
     app.add_middleware(
         EnvelopeCORSMiddleware,
         allow_origins=origins,

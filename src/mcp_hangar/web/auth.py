@@ -15,6 +15,7 @@ import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..auth.guard import PRINCIPAL_SCOPE_KEY
+from ..auth.live import GRANT_SCOPE_KEY
 from ..auth.service import AuthService
 from ..errors import HangarError, RateLimitExceeded
 from .errors import retry_after
@@ -71,20 +72,25 @@ class AuthMiddleware:
             return
         surface = "websocket" if kind == "websocket" else ("mcp" if path == "/mcp" else "rest")
         try:
-            principal = await self.auth.authenticate(self._key(scope, path, kind), _client(scope), surface)
+            principal, key = await self.auth.authenticate_key(self._key(scope, path, kind), _client(scope),
+                                                              surface)
             target = f"{method} {found[0].path if found else path}"
             if found is None:
                 self.auth.refuse_undeclared(principal, surface, target)
             assert found is not None
             rule, params = found
-            if rule.permission != AUTHENTICATED:
-                self.auth.authorize(principal, rule.permission, self.table.resource(rule, params), surface, target)
+            permission = None if rule.permission == AUTHENTICATED else rule.permission
+            resource = self.table.resource(rule, params)
+            if permission is not None:
+                self.auth.authorize(principal, permission, resource, surface, target)
             if kind == "http" and method in MUTATIONS and path.startswith("/api/"):
                 self.auth.charge_mutation(principal)
         except HangarError as exc:
             await _refuse(scope, receive, send, exc)
             return
         scope[PRINCIPAL_SCOPE_KEY] = principal
+        # What let it in, for connections that stay open (the WebSocket, a legacy MCP session): see auth.live.
+        scope[GRANT_SCOPE_KEY] = (key, principal.principal_id, permission, resource)
         await self.app(scope, receive, send)
 
     def _key(self, scope: Scope, path: str, kind: str) -> str | None:

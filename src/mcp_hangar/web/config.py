@@ -44,8 +44,9 @@ class ConfigView(BaseModel):
 class ReloadResponse(BaseModel):
     status: str = Field(description="reloaded")
     result: dict[str, Any] = Field(description="success, config_path, mcp_servers_added/removed/updated/"
-                                   "restarted/unchanged, groups_*, discovery_sources_*, restart_required, "
-                                   "duration_ms")
+                                   "restarted/unchanged, groups_*, discovery_sources_*, auth (changed, "
+                                   "role_assignments_added/removed, restart_required with reasons), "
+                                   "restart_required, duration_ms")
 
 
 class ExportResponse(BaseModel):

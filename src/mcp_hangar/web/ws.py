@@ -21,6 +21,8 @@ Protocol (text frames, JSON):
 - Admission: the Origin header (when sent) must be in the CORS allow-list (``MCP_CORS_ORIGINS``; ``*``
   allows any), else the socket is closed with 1008. Further checks (a permission, with auth) are
   added to ``EventStream.admission``.
+- With auth, a socket whose grant is withdrawn while it is open (its key revoked or expired, its
+  principal no longer holding ``events:read``) is closed at once with 1008 and the reason.
 - Shutdown closes every socket at once with 1001.
 """
 
@@ -181,6 +183,9 @@ def _dumps(payload: Any) -> str:
 
 
 AdmissionCheck = Callable[[WebSocket], Awaitable[tuple[int, str] | None]]
+# Called for each admitted socket with a ``withdraw(reason)`` callback; returns what to call when it closes.
+Watcher = Callable[[WebSocket, Callable[[str], None]], Callable[[], None] | None]
+MAX_REASON_BYTES = 123  # the most a close frame carries
 
 
 class EventStream:
@@ -197,6 +202,7 @@ class EventStream:
         self.closing = False
         # Checks run at connect, in order; one that returns (close code, reason) refuses the client.
         self.admission: list[AdmissionCheck] = [self._check_origin]
+        self.watchers: list[Watcher] = []  # auth: close a socket whose access is withdrawn
         event_log.add_tap(self._offer)
 
     def _offer(self, position: int, event: Event) -> None:
@@ -235,11 +241,14 @@ class EventStream:
                     await websocket.close(*refused)
                 return
         connection = Connection(self, websocket)
+        unwatch = [u for watcher in self.watchers if (u := watcher(websocket, connection.withdraw)) is not None]
         self.connections.add(connection)
         self.metrics.websocket_clients.inc()
         try:
             await connection.run()
         finally:
+            for stop in unwatch:
+                stop()
             self.connections.discard(connection)
             self.metrics.websocket_clients.dec()
 
@@ -259,6 +268,13 @@ class Connection:
         self.shutdown = asyncio.Event()
         self.send_lock = asyncio.Lock()
         self.close_reason: tuple[int, str] | None = None
+        self.withdrawn = asyncio.Event()
+
+    def withdraw(self, reason: str) -> None:
+        """Close this socket now with 1008 and ``reason`` (its access was taken away)."""
+        text = reason.encode()[:MAX_REASON_BYTES].decode("utf-8", "ignore")
+        self.close_reason = (POLICY_VIOLATION, text)
+        self.withdrawn.set()
 
     def offer(self, position: int, event: Event) -> None:
         if self.filter.matches_event(event):
@@ -266,7 +282,7 @@ class Connection:
 
     async def run(self) -> None:
         tasks = [asyncio.ensure_future(c) for c in (self._reader(), self._writer(), self._keepalive(),
-                                                     self.shutdown.wait())]
+                                                     self.shutdown.wait(), self.withdrawn.wait())]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
@@ -275,7 +291,7 @@ class Connection:
             for task in tasks:
                 with contextlib.suppress(BaseException):
                     await task
-        if self.shutdown.is_set():
+        if self.shutdown.is_set() and not self.withdrawn.is_set():
             self.close_reason = (GOING_AWAY, "Hangar is shutting down")
         if self.close_reason is not None:
             # A client that stopped reading cannot take a close frame either: bounded, then the
