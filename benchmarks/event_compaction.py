@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 
 from mcp_hangar.config import EventStoreSettings
-from mcp_hangar.event_log import EventLog, SqliteEventLog
+from mcp_hangar.event_log import EventLog
+from mcp_hangar.event_log_sqlite import SqliteEventLog
 from mcp_hangar.event_retention import run_retention
 from mcp_hangar.events import EventBus, ToolInvocationCompleted
 
