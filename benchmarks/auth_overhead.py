@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from typing import Any
 import httpx
 import yaml
 
+from benchmarks.procs import clean_env, free_port
+
 HERE = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("mcp-hangar"))
 FAST_SERVER = HERE / "fast_server.py"
@@ -40,26 +41,15 @@ POLICY = {"allow_list": ["echo", "add"], "deny_list": ["tool_*", "admin_*"]}
 RAISED_LIMITS = {"tool_calls": {"rps": 1_000_000, "burst": 10_000_000}}
 
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _env(home: Path) -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("MCP_")} | {"HOME": str(home)}
-
-
 @contextlib.contextmanager
 def serve(folder: Path, config: dict[str, Any]) -> Iterator[str]:
     """``mcp-hangar serve --http`` on a free loopback port with ``config``; yields its base URL."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "hangar.yaml"
     path.write_text(yaml.safe_dump(config), "utf-8")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([CLI, "serve", "--http", "--port", str(port), "-c", str(path), "--data-dir",
-                             str(folder / "data"), "--log-level", "WARNING"], cwd=folder, env=_env(folder),
+                             str(folder / "data"), "--log-level", "WARNING"], cwd=folder, env=clean_env(folder),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -88,7 +78,7 @@ def serve(folder: Path, config: dict[str, Any]) -> Iterator[str]:
 def bootstrap(folder: Path) -> str:
     folder.mkdir(parents=True, exist_ok=True)
     out = subprocess.run([CLI, "auth", "bootstrap-admin", "--principal", "user:bench", "--data-dir",
-                          str(folder / "data")], env=_env(folder), cwd=folder, capture_output=True, text=True,
+                          str(folder / "data")], env=clean_env(folder), cwd=folder, capture_output=True, text=True,
                          check=True, timeout=60)
     return out.stdout.strip()
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import json
 from typing import Any
 
 import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from mcp_hangar.hangar import Hangar
+from ws_helpers import ws_url
 
 LEGACY = "2025-06-18"
 _ids = itertools.count(1)
@@ -75,3 +81,30 @@ class McpHttp:
 
     async def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self.request("tools/call", {"name": name, "arguments": arguments or {}})
+
+
+async def open_ws(base: str, key: str) -> ClientConnection:
+    """A subscribed event stream opened with ``key``."""
+    ws = await connect(ws_url(base), open_timeout=10, additional_headers={"x-api-key": key})
+    await ws.send(json.dumps({"type": "subscribe", "event_types": ["*"]}))
+    async with asyncio.timeout(10):
+        while json.loads(await ws.recv()).get("type") != "subscribed":
+            pass
+    return ws
+
+
+async def closed(ws: ClientConnection, timeout: float = 10.0) -> tuple[int | None, str | None]:
+    """Read until the server closes ``ws`` (within ``timeout``); its close code and reason."""
+    async with asyncio.timeout(timeout):
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await ws.recv()
+    return ws.close_code, ws.close_reason
+
+
+async def still_open(ws: ClientConnection) -> bool:
+    await ws.send(json.dumps({"type": "ping"}))
+    async with asyncio.timeout(10):
+        while json.loads(await ws.recv()).get("type") != "pong":
+            pass
+    return True

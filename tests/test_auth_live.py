@@ -5,46 +5,18 @@ real WebSocket and HTTP clients; every wait has a deadline."""
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidStatus
 
-from auth_helpers import LEGACY, McpHttp, auth_on, key_for
+from auth_helpers import LEGACY, McpHttp, auth_on, closed, key_for, open_ws, still_open
 from conftest import raw_server
 from ws_helpers import ws_url
-
-
-async def open_ws(base: str, key: str) -> ClientConnection:
-    """A subscribed event stream opened with ``key``."""
-    ws = await connect(ws_url(base), open_timeout=10, additional_headers={"x-api-key": key})
-    await ws.send(json.dumps({"type": "subscribe", "event_types": ["*"]}))
-    async with asyncio.timeout(10):
-        while json.loads(await ws.recv()).get("type") != "subscribed":
-            pass
-    return ws
-
-
-async def closed(ws: ClientConnection, timeout: float = 10.0) -> tuple[int | None, str | None]:
-    """Read until the server closes ``ws`` (within ``timeout``); its close code and reason."""
-    async with asyncio.timeout(timeout):
-        with pytest.raises(ConnectionClosed):
-            while True:
-                await ws.recv()
-    return ws.close_code, ws.close_reason
-
-
-async def still_open(ws: ClientConnection) -> bool:
-    await ws.send(json.dumps({"type": "ping"}))
-    async with asyncio.timeout(10):
-        while json.loads(await ws.recv()).get("type") != "pong":
-            pass
-    return True
 
 
 class Admin:
@@ -94,9 +66,9 @@ async def test_revoking_a_key_closes_its_websocket_with_1008_and_leaves_others_o
 async def test_an_expiring_key_closes_its_websocket_when_it_expires(served: Any) -> None:
     _, base, _, admin = served
     await admin.assign("user:brief", "developer")
-    key_id, raw = await admin.key("user:brief", expires_at=time.time() + 3)
+    key_id, raw = await admin.key("user:brief", expires_at=time.time() + 5)
     ws = await open_ws(base, raw)  # admitted: it is still valid
-    code, reason = await closed(ws, timeout=15)
+    code, reason = await closed(ws, timeout=20)
     assert code == 1008 and reason == f"API key {key_id} expired"
 
 
@@ -188,3 +160,29 @@ async def test_each_request_of_a_legacy_session_uses_the_principals_current_role
     await admin.assign("user:ops", "developer")  # granted while the session is open
     assert "result" in await mcp.call("math__add", {"a": 1, "b": 2})
     assert len(hangar.auth.live) == 1  # the session is still watched
+
+
+async def test_a_log_follow_stream_ends_when_its_key_is_revoked(served: Any) -> None:
+    hangar, base, client, admin = served
+    await hangar.start_server("math")
+    await admin.assign("user:reader", "viewer")
+    key_id, raw = await admin.key("user:reader")
+    opened = asyncio.Event()
+
+    async def follow() -> list[str]:
+        lines = []
+        async with client.stream("GET", f"{base}/api/mcp_servers/math/logs", params={"follow": "true"},
+                                 headers={"x-api-key": raw}) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                lines.append(line)
+                opened.set()
+        return lines
+
+    reader = asyncio.get_running_loop().create_task(follow())
+    async with asyncio.timeout(10):
+        await opened.wait()
+    await admin.send("DELETE", f"/api/auth/keys/{key_id}")
+    async with asyncio.timeout(10):
+        lines = await reader
+    assert lines[0] == ": following math" and lines[-2:] == [f": stream ended: API key {key_id} was revoked", ""]

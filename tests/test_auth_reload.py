@@ -12,9 +12,8 @@ from typing import Any
 import httpx
 import pytest
 from config_helpers import NO_WATCH, Recorder, wait_for, write_config
-from test_auth_live import closed, open_ws, still_open
 
-from auth_helpers import McpHttp, key_for
+from auth_helpers import McpHttp, closed, key_for, open_ws, still_open
 from conftest import raw_server
 from mcp_hangar.config import load_config
 
@@ -78,6 +77,10 @@ async def test_file_role_assignments_apply_at_once_and_rest_ones_stay(from_file:
     assert [(e.to_dict()["principal_id"], e.to_dict()["role_name"], e.to_dict()["source"]) for e in assigned] == \
         [("user:bob", "auditor", "config")]
     assert recorder.of("ConfigurationReloaded")[-1].to_dict()["auth_changed"] == ["role_assignments"]
+    await hangar.event_log.flush()  # and durable, in the event log
+    stored = await hangar.event_log.read(0, hangar.event_log.position, limit=10_000)
+    durable = [e.data for e in stored if e.event_type == "RoleRevoked" and e.data.get("source") == "config"]
+    assert [(d["principal_id"], d["config_path"]) for d in durable] == [("user:alice", str(path))]
 
 
 async def test_an_unchanged_auth_block_changes_nothing(from_file: Any) -> None:

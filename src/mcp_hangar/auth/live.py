@@ -1,4 +1,5 @@
-"""Connections that outlive the request that authenticated them: WebSocket streams and legacy MCP sessions.
+"""Connections that outlive the request that authenticated them: WebSocket streams, log follow streams
+and legacy MCP sessions.
 
 A connection registers what let it in (the key, the principal, the permissions it relies on: the one
 its route needed, or, for an MCP session, whose route needs only a valid key, every permission the

@@ -5,7 +5,9 @@ records it (``event: log``, data ``{mcp_server_id, stream, content, recorded_at}
 duplicate between the two: the follower is attached and the buffer read in one step of the event
 loop. A follower that cannot keep up loses the oldest lines and is told (``event: dropped``, data
 ``{"count": N}``). A comment line every ``KEEPALIVE_S`` keeps proxies from closing an idle stream. The
-stream ends when the client disconnects, when the server is deleted, and at shutdown.
+stream ends when the client disconnects, when the server is deleted, at shutdown, and (with auth)
+when the key that opened it is revoked or expires or its principal loses ``mcp_servers:read``: then a
+last comment line says why.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -41,6 +43,7 @@ class _Follower:
         self.dropped = 0
         self.wakeup = asyncio.Event()
         self.ended = False
+        self.withdrawn: str | None = None  # why its access was taken away
 
     def __call__(self, line: LogLine) -> None:
         if len(self.lines) >= FOLLOW_QUEUE:
@@ -52,6 +55,10 @@ class _Follower:
     def end(self) -> None:
         self.ended = True
         self.wakeup.set()
+
+    def withdraw(self, reason: str) -> None:
+        self.withdrawn = reason
+        self.end()
 
 
 class LogFollowers:
@@ -67,7 +74,7 @@ class LogFollowers:
         for follower in list(self.active):
             follower.end()
 
-    def response(self, server: ManagedServer, tail: int) -> StreamingResponse:
+    def response(self, server: ManagedServer, tail: int, scope: Mapping[str, Any] | None = None) -> StreamingResponse:
         follower = _Follower()
         # Attach and read the buffer in one synchronous step: no line is missed or repeated.
         server.log_listeners.append(follower)
@@ -76,11 +83,13 @@ class LogFollowers:
         if self.closing:
             follower.end()
         headers = {"cache-control": "no-cache, no-transform", "x-accel-buffering": "no"}
-        return StreamingResponse(self._stream(server, follower, backlog), media_type="text/event-stream",
-                                 headers=headers)
+        return StreamingResponse(self._stream(server, follower, backlog, scope or {}),
+                                 media_type="text/event-stream", headers=headers)
 
-    async def _stream(self, server: ManagedServer, follower: _Follower, backlog: list[LogLine]) -> AsyncIterator[bytes]:
+    async def _stream(self, server: ManagedServer, follower: _Follower, backlog: list[LogLine],
+                      scope: Mapping[str, Any]) -> AsyncIterator[bytes]:
         sid = server.server_id
+        unwatch = self.hangar.auth.live.watch_scope(scope, follower.withdraw)  # None with auth off
         try:
             yield b": following " + sid.encode() + b"\n\n"
             for line in backlog:
@@ -100,7 +109,11 @@ class LogFollowers:
                     yield _event("dropped", {"count": count})
                 while follower.lines:
                     yield _event("log", log_entry(sid, follower.lines.popleft()))
+            if follower.withdrawn is not None:
+                yield b": stream ended: " + follower.withdrawn.encode() + b"\n\n"
         finally:
+            if unwatch is not None:
+                unwatch()
             self.active.discard(follower)
             with contextlib.suppress(ValueError):
                 server.log_listeners.remove(follower)

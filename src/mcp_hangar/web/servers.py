@@ -163,7 +163,7 @@ async def get_logs(
 ) -> Any:
     server = hangar_of(request).get(server_id)
     if follow:
-        return request.app.state.log_followers.response(server, lines)
+        return request.app.state.log_followers.response(server, lines, request.scope)
     logs = [log_entry(server_id, ln) for ln in list(server.logs)[-lines:]]
     return {"mcp_server_id": server_id, "logs": logs, "count": len(logs)}
 
