@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from mcp_hangar.event_log import EventLog, SqliteEventLog
+from mcp_hangar.event_log import EventLog
+from mcp_hangar.event_log_sqlite import SqliteEventLog
 from mcp_hangar.events import EventBus
 
 BACKENDS = ["sqlite", "postgresql"]

@@ -49,8 +49,9 @@ async def test_a_graceful_restart_lets_the_running_call_finish_and_new_calls_wai
     server = hangar.get("slow")
     await wait_for(lambda: server.held, "the reload to hold the server")
     waiting = asyncio.create_task(hangar.call_tool("slow", "pid", {}))  # arrives during the drain
-    await asyncio.sleep(0)
-    assert not running.done() and server.pid == old_pid  # the old process still serves the running call
+    finished: list[str] = []
+    running.add_done_callback(lambda _: finished.append("running"))
+    waiting.add_done_callback(lambda _: finished.append("waiting"))
 
     assert text(await running) == "slept"  # finished on the old process
     r = await reload
@@ -59,6 +60,7 @@ async def test_a_graceful_restart_lets_the_running_call_finish_and_new_calls_wai
     assert result["mcp_servers_restarted"] == ["slow"] and result["graceful"] is True
     assert result["interrupted_calls"] == 0
     new_pid = int(text(await waiting))
+    assert finished == ["running", "waiting"]  # the new call waited for the drain and the restart
     assert new_pid == server.pid and new_pid != old_pid and not alive(old_pid)
     assert events.of("ToolInvocationFailed") == []
 
@@ -116,7 +118,7 @@ async def test_a_group_routes_around_a_member_a_reload_is_draining(file_hangar: 
     m1, m2 = hangar.get("m1"), hangar.get("m2")
     await hangar.start_server("m1")
     await hangar.start_server("m2")
-    running = await started_call(hangar, "m1", 1.5)
+    running = await started_call(hangar, "m1", 4)  # m1 is held as long as this call runs
     write_config(path, doc({**servers, "m1": raw_server(env={"GEN": "2"})}, groups=group))
     reload = asyncio.create_task(client.post("/api/config/reload"))
     await wait_for(lambda: m1.held, "the reload to hold m1")
