@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import yaml
 
-from benchmarks.procs import clean_env, free_port
+from benchmarks.procs import clean_env, free_port, stop, wait_ready
 
 HERE = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("mcp-hangar"))
@@ -51,28 +50,11 @@ def serve(folder: Path, config: dict[str, Any]) -> Iterator[str]:
     proc = subprocess.Popen([CLI, "serve", "--http", "--port", str(port), "-c", str(path), "--data-dir",
                              str(folder / "data"), "--log-level", "WARNING"], cwd=folder, env=clean_env(folder),
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        with httpx.Client(base_url=base) as client:
-            while True:  # readiness has no event to wait on: poll it, with a deadline
-                if proc.poll() is not None:
-                    raise RuntimeError(f"mcp-hangar exited with {proc.returncode}")
-                with contextlib.suppress(httpx.TransportError):
-                    if client.get("/health/ready").status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise TimeoutError("mcp-hangar did not become ready")
-                time.sleep(0.02)
-        yield base
+        wait_ready(proc, port, time.perf_counter(), "mcp-hangar")
+        yield f"http://127.0.0.1:{port}"
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop(proc)
 
 
 def bootstrap(folder: Path) -> str:
