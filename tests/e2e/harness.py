@@ -7,6 +7,7 @@ Everything here stops what it starts by PID. Waiting is event-based where the ke
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import select
 import shutil
@@ -15,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -330,3 +331,38 @@ def run_cli(*args: str, cwd: Path, home: Path, env: dict[str, str] | None = None
 def json_body(response: httpx.Response) -> Any:
     assert response.headers.get("content-type", "").startswith("application/json"), response.text
     return response.json()
+
+
+class StdioHangar:
+    """``mcp-hangar serve`` on the stdio front, asked one JSON-RPC request at a time."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+
+    def ask(self, request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and return the next line Hangar writes (the answer: nothing else is pending)."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        line = {"jsonrpc": "2.0", "id": request_id, "method": method, "params": params}
+        self.proc.stdin.write(json.dumps(line).encode() + b"\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.proc.stdout.readline())
+        return answer
+
+
+@contextlib.contextmanager
+def stdio_hangar(config: Path, tmp: Path) -> Iterator[StdioHangar]:
+    """Run the CLI on ``config`` over stdio (data and HOME in ``tmp``); on exit close its stdin, which
+    ends it, and kill it by PID if it has not exited within 15 s."""
+    proc = subprocess.Popen([cli_path(), "serve", "-c", str(config), "--data-dir", str(tmp / "d")],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            env=clean_env(tmp), cwd=tmp)
+    try:
+        yield StdioHangar(proc)
+    finally:
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

@@ -4,9 +4,7 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import socket
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +15,7 @@ import httpx
 from conftest import raw_server
 
 from .conftest import StartHangar
-from .harness import clean_env, cli_path, run_cli
+from .harness import run_cli, stdio_hangar
 
 WriteConfig = Callable[..., Path]
 AUTH = {"enabled": True}
@@ -110,29 +108,11 @@ def test_bootstrap_admin_refuses_a_malformed_principal(tmp_path: Path) -> None:
 def test_a_stdio_client_acts_as_the_configured_principal(tmp_path: Path, write_config: WriteConfig) -> None:
     config = write_config({"math": raw_server()},
                           auth={"enabled": True, "stdio": {"principal": {"id": "user:desk", "roles": ["viewer"]}}})
-    proc = subprocess.Popen([cli_path(), "serve", "-c", str(config), "--data-dir", str(tmp_path / "d")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=clean_env(tmp_path), cwd=tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        def ask(request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-            assert proc.stdin is not None and proc.stdout is not None
-            line = json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
-            proc.stdin.write(line.encode() + b"\n")
-            proc.stdin.flush()
-            answer: dict[str, Any] = json.loads(proc.stdout.readline())
-            return answer
-
+    with stdio_hangar(config, tmp_path) as hangar:
+        ask = hangar.ask
         ask(0, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}})
         whoami = ask(1, "tools/call", {"name": "hangar_whoami", "arguments": {}})
         assert whoami["result"]["structuredContent"]["principal"]["id"] == "user:desk"
         assert "result" in ask(2, "tools/call", {"name": "hangar_list", "arguments": {}})
         refused = ask(3, "tools/call", {"name": "hangar_start", "arguments": {"mcp_server": "math"}})
         assert refused["error"]["code"] == -32003
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)

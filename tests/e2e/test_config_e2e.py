@@ -8,7 +8,6 @@ import contextlib
 import json
 import signal
 import sqlite3
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import yaml
 from conftest import raw_server
 
 from .conftest import StartHangar
-from .harness import clean_env, cli_path, json_body, run_cli, wait_until
+from .harness import json_body, run_cli, stdio_hangar, wait_until
 
 QUIET = {"config_reload": {"enabled": False}}
 
@@ -248,18 +247,8 @@ def test_the_store_survives_kill_9_during_heavy_writes(hangar_cli: StartHangar, 
 
 def test_sighup_reloads_in_stdio_mode_too(tmp_path: Path) -> None:
     path = _write(tmp_path / "hangar.yaml", {"mcp_servers": {"a": raw_server()}, **QUIET})
-    proc = subprocess.Popen([cli_path(), "serve", "-c", str(path), "--data-dir", str(tmp_path / "d")],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env=clean_env(tmp_path), cwd=tmp_path)
-    assert proc.stdin is not None and proc.stdout is not None
-    try:
-        def ask(request_id: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-            assert proc.stdin is not None and proc.stdout is not None
-            proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method,
-                                         "params": params}).encode() + b"\n")
-            proc.stdin.flush()
-            answer: dict[str, Any] = json.loads(proc.stdout.readline())
-            return answer
+    with stdio_hangar(path, tmp_path) as hangar:
+        ask = hangar.ask
 
         def listed() -> set[str]:
             result = ask(9, "tools/call", {"name": "hangar_list", "arguments": {}})["result"]
@@ -268,13 +257,6 @@ def test_sighup_reloads_in_stdio_mode_too(tmp_path: Path) -> None:
         ask(0, "initialize", {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {}})
         assert listed() == {"a"}  # answered: Hangar has started, so SIGHUP now means reload
         _write(path, {"mcp_servers": {"a": raw_server(), "b": raw_server()}, **QUIET})
-        proc.send_signal(signal.SIGHUP)
+        hangar.proc.send_signal(signal.SIGHUP)
         wait_until(lambda: listed() == {"a", "b"}, 15, "SIGHUP to add server b")
-        assert proc.poll() is None
-    finally:
-        proc.stdin.close()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        assert hangar.proc.poll() is None
