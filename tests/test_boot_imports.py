@@ -62,3 +62,31 @@ def test_inbound_checks_load_without_the_mcp_package_and_classify_requests() -> 
               isinstance(bad, module.InboundLadderRejection))
     """)
     assert out == "False mcp_hangar._sdk_inbound 2026-07-28 True"
+
+
+def test_error_responses_are_documented_by_reference_without_a_field_per_route_and_code() -> None:
+    out = _run("""
+        import tempfile
+        from pathlib import Path
+        from fastapi.routing import APIRoute
+        from mcp_hangar.config import LoadedConfig, parse_config_text
+        from mcp_hangar.hangar import Hangar
+        from mcp_hangar.web import auth_routes, config, discovery, groups, servers, system
+        from mcp_hangar.web.app import create_app
+        from mcp_hangar.web.schemas import ErrorEnvelope
+
+        cfg, raw, warnings = parse_config_text("mcp_servers: {}", "<test>")
+        with tempfile.TemporaryDirectory() as tmp:
+            app = create_app(Hangar(LoadedConfig(cfg, None, raw, warnings), Path(tmp)), manage_lifecycle=False)
+            modules = (auth_routes, config, discovery, groups, servers, system)
+            routes = [r for m in modules for r in m.router.routes if isinstance(r, APIRoute)]
+            assert len(routes) > 40
+            fields = [f for r in routes for f in r.response_fields.values()]
+            built = sum(1 for f in fields if f.field_info.annotation is ErrorEnvelope)
+            doc = app.openapi()
+            answer = doc["paths"]["/api/auth/keys"]["post"]["responses"]["401"]
+            schema = doc["components"]["schemas"]["ErrorEnvelope"]
+            print(built, answer["description"], answer["content"]["application/json"]["schema"]["$ref"],
+                  sorted(schema["properties"]) == sorted(ErrorEnvelope.model_fields), schema["required"])
+    """)
+    assert out == "0 Unauthorized #/components/schemas/ErrorEnvelope True ['error', 'message', 'status_code']"

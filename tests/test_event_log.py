@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mcp_hangar.event_log import EventLog, stream_of
+from mcp_hangar.event_log import WRITE_CHUNK, EventLog, stream_of
 from mcp_hangar.events import (
     EventBus,
     GroupStateChanged,
@@ -42,6 +42,28 @@ async def test_every_event_gets_the_next_position_and_its_stream_version(make_lo
         ("mcp_server:a", 1), ("mcp_server:b", 1), ("mcp_server:a", 2), ("mcp_server_group:g", 1)]
     assert stored[0].data == {**events[0].to_dict(), "produced_by": "test-1"}
     assert [s.event_id for s in await log.read_stream("mcp_server:a")] == [events[0].event_id, events[2].event_id]
+    await log.close()
+
+
+async def test_a_backlog_is_written_in_slices_and_every_event_is_kept(make_log: LogFactory) -> None:
+    bus = EventBus()
+    log = await opened(make_log, bus, max_events=10 * WRITE_CHUNK)
+    sizes: list[int] = []
+    write = log._write
+
+    async def recording(batch: list) -> None:  # type: ignore[type-arg]
+        sizes.append(len(batch))
+        await write(batch)
+
+    log._write = recording  # type: ignore[method-assign]
+    total = 2 * WRITE_CHUNK + 7
+    for i in range(total):
+        bus.publish(state(f"s{i % 3}"))
+    await log.flush()
+    assert sizes == [WRITE_CHUNK, WRITE_CHUNK, 7]
+    stored = await log.read(0, log.position, limit=total + 1)
+    assert [s.position for s in stored] == list(range(1, total + 1))
+    assert [s.version for s in stored if s.stream_id == "mcp_server:s0"] == list(range(1, (total + 2) // 3 + 1))
     await log.close()
 
 

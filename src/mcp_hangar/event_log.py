@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 Tap = Callable[[int, Event], None]
+WRITE_CHUNK = 5_000  # rows per write (one transaction)
 MAX_PENDING = 200_000  # events waiting for the disk; beyond this the oldest are not written (and counted)
 
 
@@ -172,18 +173,22 @@ class EventLog(abc.ABC):
         """Write every event stamped so far (and prune to ``max_events`` when due)."""
         prune_below = 0
         async with self._flush_lock:
-            batch, self._pending = list(self._pending), deque()
+            batch, self._pending = self._pending, deque()
             if not batch:
                 return
             self._written_since_prune += len(batch)
             if self._written_since_prune >= max(100, self.max_events // 10):
                 self._written_since_prune = 0
                 prune_below = batch[-1][0] - self.max_events + 1
-            try:
-                await self._write(batch)
-            except StoreError:
-                log.exception("could not write %d events to the event log", len(batch))
-                return
+            # A backlog leaves in slices: its rows (the JSON of every event) never exist all at once, and
+            # the events of a written slice are released before the next one is serialized.
+            while batch:
+                chunk = [batch.popleft() for _ in range(min(WRITE_CHUNK, len(batch)))]
+                try:
+                    await self._write(chunk)
+                except StoreError:
+                    log.exception("could not write %d events to the event log", len(chunk) + len(batch))
+                    return
         if prune_below > 1:
             try:
                 await self.retire_below(prune_below)

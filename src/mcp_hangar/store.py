@@ -314,6 +314,9 @@ class Store(SqliteAccess):
         await self._run(work)
 
 
+HISTORY_CHUNK = 5_000  # invocation records per write (one transaction)
+
+
 class HistoryWriter:
     """Collects invocation events from the bus and writes them in batches."""
 
@@ -336,11 +339,13 @@ class HistoryWriter:
     async def flush(self) -> None:
         async with self._flush_lock:
             batch, self._buffer = self._buffer, []
-            if batch:
+            # A backlog is written in slices, so its rows are never all built at once.
+            for start in range(0, len(batch), HISTORY_CHUNK):
                 try:
-                    await self._store.append_invocations(batch)
+                    await self._store.append_invocations(batch[start:start + HISTORY_CHUNK])
                 except StoreError:
-                    log.exception("could not write %d invocation records", len(batch))
+                    log.exception("could not write %d invocation records", len(batch) - start)
+                    return
 
     async def run(self) -> None:
         """Flush periodically until cancelled; the final flush happens in ``close``."""

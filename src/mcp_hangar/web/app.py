@@ -24,6 +24,7 @@ from . import auth_routes, config, discovery, groups, servers, system
 from .auth import AuthMiddleware
 from .errors import PayloadTooLargeError, envelope, install_error_handlers
 from .log_follow import LogFollowers
+from .schemas import add_error_envelope
 from .ws import PATH as EVENTS_PATH
 from .ws import EventStream, add_shutdown_hook
 
@@ -144,6 +145,12 @@ class HangarApp(FastAPI):
         self._mcp: McpHttpEndpoint | None = None
         self._metrics: Metrics | None = None
         self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's document, plus the error envelope the routes reference (see ``error_responses``)."""
+        if self.openapi_schema is None:
+            self.openapi_schema = add_error_envelope(super().openapi())
+        return self.openapi_schema
 
     def lean_mcp(self, endpoint: McpHttpEndpoint, metrics: Metrics) -> None:
         self._mcp, self._metrics = endpoint, metrics

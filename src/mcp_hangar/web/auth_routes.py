@@ -19,10 +19,10 @@ from ..auth.policy import normalize_scope
 from ..auth.service import AuthService
 from ..auth.settings import check_principal, check_scope
 from ..errors import ValidationError
-from .schemas import ErrorEnvelope
+from .schemas import error_responses
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
-ERRORS: dict[int | str, dict[str, Any]] = {c: {"model": ErrorEnvelope} for c in (401, 403, 404, 409, 413, 422, 429)}
+ERRORS = error_responses(401, 403, 404, 409, 413, 422, 429)
 RoleName = Annotated[str, Path(description="Role name", max_length=200)]
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 

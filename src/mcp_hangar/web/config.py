@@ -12,14 +12,14 @@ from ..config_backup import backup, backups
 from ..config_diff import config_diff
 from ..config_export import render
 from ..config_state import document_of_state, sanitize
-from .schemas import ErrorEnvelope
+from .schemas import error_responses
 from .servers import hangar_of
 
 router = APIRouter(tags=["config"])
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorEnvelope} for code in (*codes, 413, 422)}
+    return error_responses(*codes, 413, 422)
 
 
 class _Strict(BaseModel):

@@ -22,7 +22,7 @@ from ..discovery.events import DiscoveryCycleCompleted
 from ..discovery.manager import DiscoveryManager
 from ..errors import DiscoveryNotConfigured, ValidationError
 from ..events import Event, EventBus
-from .schemas import ErrorEnvelope, _check_json
+from .schemas import _check_json, error_responses
 
 # ----------------------------------------------------------------------------- models
 
@@ -185,7 +185,7 @@ def manager_of(request: Request) -> DiscoveryManager:
 
 
 def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorEnvelope} for code in (404, 413, 422, 500, *codes)}
+    return error_responses(404, 413, 422, 500, *codes)
 
 
 SourceId = Annotated[str, Path(description="discovery source id", max_length=200)]

@@ -11,14 +11,14 @@ from pydantic.config import JsonDict
 from ..group_config import CircuitBreakerSettings, GroupHealthSettings, GroupMemberSpec, GroupRetrySettings, GroupSpec
 from ..group_manager import GroupManager
 from ..strategies import STRATEGY_NAMES, check_strategy
-from .schemas import ErrorEnvelope
+from .schemas import error_responses
 
 GroupId = Annotated[str, Path(description="Group id", max_length=200)]
 MemberId = Annotated[str, Path(description="MCP server id of the member", max_length=200)]
 _ID = r"^[A-Za-z0-9_-]{1,64}$"
 _STRATEGY_DOC: JsonDict = {"enum": list(STRATEGY_NAMES)}
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (404, 413, 422, 500)}
-CHANGE_ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorEnvelope} for code in (404, 409, 413, 422, 500)}
+ERRORS = error_responses(404, 413, 422, 500)
+CHANGE_ERRORS = error_responses(404, 409, 413, 422, 500)
 
 
 class _Body(BaseModel):

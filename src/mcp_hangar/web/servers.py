@@ -18,7 +18,6 @@ from .schemas import (
     CreateResult,
     CreateServerRequest,
     DeleteResult,
-    ErrorEnvelope,
     HealthInfo,
     HistoryPage,
     LogList,
@@ -30,6 +29,7 @@ from .schemas import (
     ToolList,
     UpdateResult,
     UpdateServerRequest,
+    error_responses,
 )
 
 if TYPE_CHECKING:
@@ -38,12 +38,8 @@ else:
     UpdateBody = UpdateServerRequest  # built at import time; FastAPI validates with the real model
 
 ServerId = Annotated[str, Path(description="MCP server id", max_length=200)]
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (404, 413, 422, 500)
-}
-CALL_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorEnvelope} for code in (404, 413, 422, 500, 502, 503, 504)
-}
+ERRORS = error_responses(404, 413, 422, 500)
+CALL_ERRORS = error_responses(404, 413, 422, 500, 502, 503, 504)
 
 
 def hangar_of(request: Request) -> Hangar:
@@ -80,7 +76,7 @@ async def list_servers(request: Request, state: State | None = None) -> dict[str
 
 
 @router.post("", status_code=201, response_model=CreateResult, summary="Create a new MCP server",
-             responses={**ERRORS, 409: {"model": ErrorEnvelope}})
+             responses={**ERRORS, **error_responses(409)})
 async def create_server(request: Request, body: CreateServerRequest) -> dict[str, Any]:
     data = body.model_dump(exclude_unset=True)
     server_id = data.pop("mcp_server_id")
