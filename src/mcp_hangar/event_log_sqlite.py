@@ -13,7 +13,7 @@ import orjson
 from .errors import StoreError
 from .event_log import _COLUMNS, EventLog, Snapshot, StoredEvent, _Pending, _stored
 from .events import EventBus
-from .sqlite import SqliteAccess
+from .sqlite import SqliteAccess, connect_wal
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -55,15 +55,9 @@ class SqliteEventLog(SqliteAccess, EventLog):
         return await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> tuple[int, dict[str, int]]:
+        # auto_vacuum before anything else, so a new file gets it: retention can then give space back.
+        conn = connect_wal(self.path, SCHEMA, "event log", first=("PRAGMA auto_vacuum=INCREMENTAL",))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            # Before anything else, so a new file gets it: retention can then give space back to the disk.
-            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(SCHEMA)
             last = conn.execute("SELECT MAX(global_position) FROM events").fetchone()[0] or 0
             versions = dict(conn.execute("SELECT stream_id, version FROM streams").fetchall())
             # The streams table is written in the same transaction as the events, but take the

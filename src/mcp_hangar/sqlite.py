@@ -9,12 +9,31 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import TypeVar
 
 from .errors import StoreError
 
 T = TypeVar("T")
+
+
+def connect_wal(path: Path, schema: str, label: str, *, synchronous: str = "NORMAL",
+                first: Sequence[str] = ()) -> sqlite3.Connection:
+    """Open (creating its folder) the SQLite database at ``path`` in WAL mode and apply ``schema``;
+    ``first`` are pragmas that must precede everything else. Failures are a ``StoreError`` naming ``label``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        for pragma in first:
+            conn.execute(pragma)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={synchronous}")
+        conn.execute("PRAGMA busy_timeout=5000")
+        conn.executescript(schema)
+    except (sqlite3.Error, OSError) as exc:
+        raise StoreError(f"cannot open the {label} {path}: {exc}") from None
+    return conn
 
 
 class SqliteAccess:

@@ -20,7 +20,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
-from .sqlite import SqliteAccess, flush_loop
+from .sqlite import SqliteAccess, connect_wal, flush_loop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -67,16 +67,7 @@ class Store(SqliteAccess):
         await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the state database {self.path}: {exc}") from None
-        self._conn = conn
+        self._conn = connect_wal(self.path, SCHEMA, "state database")
 
     async def close(self) -> None:
         await self._close_connection()

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreError
-from ..sqlite import SqliteAccess
+from ..sqlite import SqliteAccess, connect_wal
 
 KEY_PREFIX = "mcp_"
 
@@ -111,15 +111,8 @@ class AuthStore(SqliteAccess):
         super().__init__()
 
     def open_sync(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.executescript(SCHEMA)
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreError(f"cannot open the auth database {self.path}: {exc}") from None
-        self._conn = conn
+        # FULL, not NORMAL: a key shown once at creation must not be lost to a power cut after the answer.
+        self._conn = connect_wal(self.path, SCHEMA, "auth database", synchronous="FULL")
 
     async def open(self) -> None:
         await asyncio.to_thread(self.open_sync)
