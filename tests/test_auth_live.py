@@ -49,6 +49,31 @@ async def served(http_factory: Any) -> Any:
         yield hangar, base, client, Admin(client, base, await key_for(hangar, "user:root", "admin"))
 
 
+
+async def lines_until_revoked(client: Any, admin: Any, key_id: str, url: str, **request: Any) -> list[str]:
+    """Open a streaming GET, revoke ``key_id`` once its first line arrived, and return every line the
+    server sent before it ended the stream (each wait bounded by 10 s)."""
+    opened = asyncio.Event()
+
+    async def read() -> list[str]:
+        lines = []
+        async with client.stream("GET", url, **request) as response:
+            assert response.status_code == 200
+            async for line in response.aiter_lines():
+                lines.append(line)
+                opened.set()
+        return lines
+
+    reader = asyncio.get_running_loop().create_task(read())
+    try:
+        async with asyncio.timeout(10):
+            await opened.wait()
+        await admin.send("DELETE", f"/api/auth/keys/{key_id}")
+        async with asyncio.timeout(10):
+            return await reader  # the server ended the stream
+    finally:
+        reader.cancel()  # a no-op once it has ended; stops the reader when a wait failed
+
 async def test_revoking_a_key_closes_its_websocket_with_1008_and_leaves_others_open(served: Any) -> None:
     hangar, base, _, admin = served
     key_id, raw = await admin.key("user:dev")
@@ -98,25 +123,9 @@ async def test_a_revoked_key_ends_its_legacy_mcp_session_and_its_get_stream(serv
     mcp = McpHttp(client, base, raw)
     assert (await mcp.open()).status_code == 200
     assert "result" in await mcp.call("math__add", {"a": 1, "b": 2})
-    opened = asyncio.Event()
     headers = {"x-api-key": raw, "accept": "text/event-stream", "mcp-session-id": mcp.session or "",
                "mcp-protocol-version": LEGACY}
-
-    async def stream() -> list[str]:
-        lines = []
-        async with client.stream("GET", f"{base}/mcp", headers=headers) as response:
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                lines.append(line)
-                opened.set()
-        return lines
-
-    reader = asyncio.get_running_loop().create_task(stream())
-    async with asyncio.timeout(10):
-        await opened.wait()
-    await admin.send("DELETE", f"/api/auth/keys/{key_id}")
-    async with asyncio.timeout(10):
-        lines = await reader  # the server ended the stream
+    lines = await lines_until_revoked(client, admin, key_id, f"{base}/mcp", headers=headers)
     assert f": session ended: API key {key_id} was revoked" in lines
     refused = await mcp.client.post(mcp.url, headers=mcp._headers(), json={"jsonrpc": "2.0", "id": 9,
                                                                           "method": "tools/list"})
@@ -167,22 +176,6 @@ async def test_a_log_follow_stream_ends_when_its_key_is_revoked(served: Any) -> 
     await hangar.start_server("math")
     await admin.assign("user:reader", "viewer")
     key_id, raw = await admin.key("user:reader")
-    opened = asyncio.Event()
-
-    async def follow() -> list[str]:
-        lines = []
-        async with client.stream("GET", f"{base}/api/mcp_servers/math/logs", params={"follow": "true"},
-                                 headers={"x-api-key": raw}) as response:
-            assert response.status_code == 200
-            async for line in response.aiter_lines():
-                lines.append(line)
-                opened.set()
-        return lines
-
-    reader = asyncio.get_running_loop().create_task(follow())
-    async with asyncio.timeout(10):
-        await opened.wait()
-    await admin.send("DELETE", f"/api/auth/keys/{key_id}")
-    async with asyncio.timeout(10):
-        lines = await reader
+    lines = await lines_until_revoked(client, admin, key_id, f"{base}/api/mcp_servers/math/logs",
+                                      params={"follow": "true"}, headers={"x-api-key": raw})
     assert lines[0] == ": following math" and lines[-2:] == [f": stream ended: API key {key_id} was revoked", ""]
