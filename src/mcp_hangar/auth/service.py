@@ -117,8 +117,10 @@ class AuthService:
     async def _flush_used(self) -> None:
         used, self._used = self._used, {}
         if used:
-            with contextlib.suppress(StoreError):
+            try:
                 await self.store.touch_keys(used)
+            except StoreError as exc:  # last_used_at is informational: say so, and keep serving
+                log.warning("could not record when API keys were last used: %s", exc.message)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, _FLEET_EVENTS):
