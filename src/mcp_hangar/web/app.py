@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -47,35 +47,61 @@ class TrailingSlashMiddleware:
         await self.app(scope, receive, send)
 
 
-class HttpMetricsMiddleware:
-    """Count requests by method, route template and status."""
+class HttpCounter:
+    """Counts HTTP requests by method, route template and status, and times them. Label children are
+    kept per (method, template, status): looking them up is the costly part of counting."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
-        self.app = app
+    def __init__(self, metrics: Metrics) -> None:
         self.metrics = metrics
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def serve(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send,
+                    template_of: Callable[[Scope], str]) -> None:
+        """Run ``app`` on one request and count it (``template_of`` is asked once it has been routed)."""
         began = time.perf_counter()
         status = 500
 
-        async def send_wrapper(message: Message) -> None:
+        async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
 
         try:
-            await self.app(scope, receive, send_wrapper)
+            await app(scope, receive, send_status)
         finally:
-            route = scope.get("route")
-            # /mcp is a plain Starlette route, which leaves no "route" in the scope: name it by its path.
-            template = getattr(route, "path", None) or ("/mcp" if scope.get("path") == "/mcp" else "<unmatched>")
-            method = scope.get("method", "")
-            self.metrics.http_requests.labels(method, template, str(status)).inc()
-            self.metrics.http_duration.labels(method, template).observe(time.perf_counter() - began)
+            key = (scope.get("method", ""), template_of(scope), status)
+            children = self._children.get(key)
+            if children is None:
+                children = (self.metrics.http_requests.labels(key[0], key[1], str(status)),
+                            self.metrics.http_duration.labels(key[0], key[1]))
+                self._children[key] = children
+            children[0].inc()
+            children[1].observe(time.perf_counter() - began)
+
+
+def _route_template(scope: Scope) -> str:
+    # /mcp is a plain Starlette route, which leaves no "route" in the scope: name it by its path.
+    route = scope.get("route")
+    return getattr(route, "path", None) or ("/mcp" if scope.get("path") == "/mcp" else "<unmatched>")
+
+
+def _mcp_template(scope: Scope) -> str:
+    return "/mcp"
+
+
+class HttpMetricsMiddleware:
+    """Count requests by method, route template and status."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.counter = HttpCounter(metrics)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        await self.counter.serve(self.app, scope, receive, send, _route_template)
 
 
 MAX_API_BODY_BYTES = 1024 * 1024  # REST bodies are small specs; /mcp has its own limit
@@ -143,8 +169,7 @@ class HangarApp(FastAPI):
         super().__init__(*args, **kwargs)
         self._lean: bool | None = None  # decided at the first request, when the stack is complete
         self._mcp: McpHttpEndpoint | None = None
-        self._metrics: Metrics | None = None
-        self._children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._counter: HttpCounter | None = None
 
     def openapi(self) -> dict[str, Any]:
         """FastAPI's document, plus the error envelope the routes reference (see ``error_responses``)."""
@@ -153,7 +178,7 @@ class HangarApp(FastAPI):
         return self.openapi_schema
 
     def lean_mcp(self, endpoint: McpHttpEndpoint, metrics: Metrics) -> None:
-        self._mcp, self._metrics = endpoint, metrics
+        self._mcp, self._counter = endpoint, HttpCounter(metrics)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] == "/mcp" and scope["method"] in self.LEAN_METHODS:
@@ -166,27 +191,8 @@ class HangarApp(FastAPI):
         await super().__call__(scope, receive, send)
 
     async def _serve_mcp(self, scope: Scope, receive: Receive, send: Send) -> None:
-        assert self._mcp is not None and self._metrics is not None
-        began = time.perf_counter()
-        status = 500
-
-        async def send_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self._mcp(scope, receive, send_status)
-        finally:
-            method = scope["method"]
-            children = self._children.get((method, status))
-            if children is None:  # label lookups are the costly part of counting: once per (method, status)
-                children = (self._metrics.http_requests.labels(method, "/mcp", str(status)),
-                            self._metrics.http_duration.labels(method, "/mcp"))
-                self._children[method, status] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - began)
+        assert self._mcp is not None and self._counter is not None
+        await self._counter.serve(self._mcp, scope, receive, send, _mcp_template)
 
 
 def _env_list(name: str) -> list[str]:
