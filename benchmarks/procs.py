@@ -27,6 +27,17 @@ def free_port() -> int:
         return port
 
 
+def compile_bytecode() -> None:
+    """Write the bytecode of Hangar's sources, as an installed package has it, so that a boot reads .pyc
+    files instead of compiling: with PYTHONDONTWRITEBYTECODE set (as on some machines) every boot would
+    otherwise compile each file changed since bytecode was last written."""
+    import compileall
+
+    import mcp_hangar
+
+    compileall.compile_dir(str(Path(mcp_hangar.__file__).parent), quiet=1)
+
+
 def clean_env(folder: Path) -> dict[str, str]:
     """The caller's environment without MCP_* settings, HOME in ``folder`` (no user config in reach)."""
     return {k: v for k, v in os.environ.items() if not k.startswith("MCP_")} | {"HOME": str(folder)}

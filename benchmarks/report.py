@@ -94,7 +94,8 @@ def _boot_memory(results: dict[str, Any]) -> list[str]:
     b, g, fl = results["boot"], results["growth"], results["fleet"]
     many, cold, cat = fl["many_servers"], fl["cold_start"], fl["catalogue"]
     lines = [f"- boot of `mcp-hangar serve --http` to `/health/ready` (embedded default config, one lazy server): "
-             f"median {b['boot_to_ready_ms_median']} ms, min {b['boot_to_ready_ms_min']} ms over {b['runs']} runs; "
+             f"median {b['boot_to_ready_ms_median']} ms, min {b['boot_to_ready_ms_min']} ms over {b['runs']} runs "
+             f"(CPU time of the process by then: median {b['boot_cpu_ms_median']} ms); "
              "with the benchmark config (4-member group started at boot): "
              f"{results['hangar_http_boot_to_ready_ms']} ms"]
     peer = results.get("peer")
@@ -108,11 +109,13 @@ def _boot_memory(results: dict[str, Any]) -> list[str]:
     imp = results["imports"]
     lines += [
         f"- imports during a boot (`-X importtime`, until ready): {imp['modules']} modules, "
-        f"{imp['total_import_ms']} ms cumulative over top-level imports (includes the background preload thread); "
+        f"{imp['total_import_ms']} ms cumulative over top-level imports; "
         "top level: " + ", ".join(f"`{r['module']}` {r['cumulative_us'] / 1000:.0f} ms" for r in imp["top_level"][:6]),
         "- largest single modules (self time): " + ", ".join(
             f"`{r['module']}` {r['self_us'] / 1000:.1f} ms" for r in imp["top_self"][:8]),
-        f"- idle RSS: {b['idle_rss_mib']} MiB (+ reaper {b['reaper_rss_mib']} MiB); with {many['servers']:,} "
+        f"- idle RSS: {b['idle_rss_mib']} MiB (+ reaper {b['reaper_rss_mib']} MiB); the first REST request, "
+        f"which loads the REST API, took {b['first_rest_request_ms']} ms and left {b['rss_after_rest_mib']} MiB; "
+        f"with {many['servers']:,} "
         f"registered cold servers {many['rss_cold_mib']} MiB; with {many['running']} of them running "
         f"{many['rss_running_mib']} MiB "
         f"(their processes {many['children_rss_mib']} MiB)",

@@ -222,6 +222,7 @@ def run(quick: bool, with_peer: bool = False) -> dict[str, Any]:
                            "sizes": sizes.__dict__, "baselines": {**SCENARIOS, **PEER_SCENARIOS}}
     if with_peer:
         out["peer"] = peer.install()
+    procs.compile_bytecode()  # the peer's bytecode was written by pip when it was installed
     with tempfile.TemporaryDirectory(prefix="hangar-bench-") as tmp:
         folder = Path(tmp)
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:  # the clients' own cost kept low

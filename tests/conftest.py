@@ -16,6 +16,7 @@ import yaml
 from mcp_hangar.config import LoadedConfig, parse_config_text
 from mcp_hangar.hangar import Hangar
 from mcp_hangar.web.app import create_app
+from mcp_hangar.web.gateway import Gateway
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RAW_SERVER = FIXTURES / "raw_server.py"
@@ -103,7 +104,7 @@ async def http_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
                    extra: dict[str, Any] | None = None, loaded: LoadedConfig | None = None) -> tuple[Hangar, str]:
         # ``loaded``: a config read from a file (reload tests); ``servers`` and ``extra`` are then ignored.
         hangar = Hangar(loaded or loaded_config(servers, extra), data_dir or tmp_path / f"http{len(running)}")
-        app = create_app(hangar)
+        app = Gateway(hangar)  # as `serve --http` runs it: the REST API loads at its first request
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
                                                lifespan="on", access_log=False))

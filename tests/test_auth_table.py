@@ -54,7 +54,7 @@ def served_routes(app: Any) -> list[tuple[str, str]]:
 
 def _app() -> Any:
     with tempfile.TemporaryDirectory() as scratch:
-        return create_app(Hangar(loaded_config({}, auth_on()), Path(scratch) / "data"))
+        return create_app(Hangar(loaded_config({}, auth_on()), Path(scratch) / "data")).api
 
 
 SERVED = served_routes(_app())

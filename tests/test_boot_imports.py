@@ -83,7 +83,7 @@ def test_error_responses_are_documented_by_reference_without_a_field_per_route_a
             assert len(routes) > 40
             fields = [f for r in routes for f in r.response_fields.values()]
             built = sum(1 for f in fields if f.field_info.annotation is ErrorEnvelope)
-            doc = app.openapi()
+            doc = app.api.openapi()
             answer = doc["paths"]["/api/auth/keys"]["post"]["responses"]["401"]
             schema = doc["components"]["schemas"]["ErrorEnvelope"]
             print(built, answer["description"], answer["content"]["application/json"]["schema"]["$ref"],

@@ -37,7 +37,7 @@ DISCOVERY_ROUTES = [
 
 def test_the_table_covers_every_discovery_route(tmp_path: Path) -> None:
     app = create_app(Hangar(loaded_config({}), tmp_path / "data"))
-    served = {(m, p) for p, ops in app.openapi()["paths"].items() for m in ops if p.startswith("/api/discovery")}
+    served = {(m, p) for p, ops in app.api.openapi()["paths"].items() for m in ops if p.startswith("/api/discovery")}
     listed = {(m.lower(), p.replace("/x", "/{source_id}", 1) if "sources/" in p else p.replace("/x", "/{name}"))
               for m, p, _ in DISCOVERY_ROUTES}
     assert served == listed

@@ -87,7 +87,7 @@ async def test_compaction_error_leaves_the_rest_api_as_a_500_in_the_envelope(han
     hangar = await hangar_factory({})
     app = create_app(hangar, manage_lifecycle=False)
 
-    @app.post("/test-only/compact/{stream_id}")
+    @app.api.post("/test-only/compact/{stream_id}")
     async def compact(stream_id: str) -> dict[str, int]:
         return {"removed": await hangar.event_log.compact_stream(stream_id)}
 

@@ -1,6 +1,7 @@
 """The lean paths of the HTTP front behave exactly like the full stack: a modern request runs in its ASGI
 task and is still cancelled when its client goes away; /mcp skips the REST middleware only while every
-layer of it would pass the request through unchanged, and is still counted in the HTTP metrics."""
+layer of it would pass the request through unchanged (never with authentication on), and is still counted
+in the HTTP metrics."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from auth_helpers import auth_on
 from conftest import loaded_config, raw_server
 from mcp_hangar.hangar import Hangar
 from mcp_hangar.web.app import create_app
@@ -82,25 +83,11 @@ async def test_mcp_requests_are_counted_and_cors_still_applies(tmp_path: Path) -
         assert r.status_code == 405 and _requests_counted(app, "GET", "405") == 1
 
 
-class _Stamp:
-    """A middleware the lean path does not know: it must see /mcp requests (as authentication would)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        async def stamped(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message["headers"], (b"x-stamp", b"seen")]}
-            await send(message)
-
-        await self.app(scope, receive, stamped)
-
-
-async def test_an_unknown_middleware_sends_mcp_through_the_whole_stack(tmp_path: Path) -> None:
-    app = _app(tmp_path)
-    app.add_middleware(_Stamp)
+async def test_with_auth_on_mcp_goes_through_the_auth_layer_and_probes_stay_public(tmp_path: Path) -> None:
+    app = create_app(Hangar(loaded_config({}, auth_on()), tmp_path / "data"), manage_lifecycle=False)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         r = await client.post("/mcp", headers=HEADERS, json=DISCOVER)
-        assert r.status_code == 200 and r.headers.get("x-stamp") == "seen"
-        assert _requests_counted(app, "POST", "200") == 1
+        assert r.status_code == 401 and r.json()["error"] == "AuthenticationError"
+        assert _requests_counted(app, "POST", "401") == 1
+        r = await client.get("/health/live")
+        assert r.status_code == 200 and r.json() == {"status": "healthy"}

@@ -36,7 +36,7 @@ def _documented_operations() -> list[str]:
     """Every operation in /openapi.json, read from an app whose Hangar is never started (no side effects)."""
     with tempfile.TemporaryDirectory() as scratch:
         app = create_app(Hangar(loaded_config({}), Path(scratch) / "data"))
-        return sorted(f"{m.upper()} {p}" for p, ops in app.openapi()["paths"].items() for m in ops)
+        return sorted(f"{m.upper()} {p}" for p, ops in app.api.openapi()["paths"].items() for m in ops)
 
 
 OPERATIONS = _documented_operations()  # new routes are fuzzed as soon as they are documented

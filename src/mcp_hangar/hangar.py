@@ -17,14 +17,13 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError as PydanticValidationError
 
 from . import __version__
 from .auth.service import AuthService
 from .config import LoadedConfig, ServerSpec, format_validation_error, spec_to_dict, validate_server_id
-from .discovery.manager import DiscoveryManager
 from .errors import ConflictError, HangarError, McpServerNotFoundError, StoreError, ValidationError
 from .event_log import EventLog, make_event_log
 from .event_retention import retention_loop
@@ -45,6 +44,9 @@ from .supervisor import ManagedServer
 from .upstream.base import JsonObject
 from .upstream.docker import cli_environment, engine_cli, instance_label, remove_orphans
 from .upstream.ssrf import check_endpoint_address
+
+if TYPE_CHECKING:
+    from .discovery.manager import DiscoveryManager
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,11 @@ class Hangar:
         self._stored_versions: dict[str, int] = {}
         self.groups = GroupManager(bus=self.bus, store=self.store, servers=self.servers, spawn=self._spawn)
         # None when the config file has no `discovery:` block (its routes and tools then answer 404).
-        self.discovery = DiscoveryManager(self) if loaded.config.discovery is not None else None
+        self.discovery: DiscoveryManager | None = None
+        if loaded.config.discovery is not None:  # imported only then: a boot without discovery skips it
+            from .discovery.manager import DiscoveryManager
+
+            self.discovery = DiscoveryManager(self)
         self.auth = AuthService(loaded.config.auth, data_dir / "auth.db", self.bus, self)
         self.reloader = ConfigReloader(self)
 

@@ -18,7 +18,7 @@ from conftest import raw_server
 from mcp_hangar import __version__
 
 from .conftest import StartHangar
-from .harness import free_port, json_body, run_cli
+from .harness import free_port, json_body, run_cli, wait_until
 
 WriteConfig = Callable[..., Path]
 
@@ -299,3 +299,26 @@ def test_servers_created_through_rest_survive_a_restart(hangar_cli: StartHangar,
     assert listed["math"]["source"] == "config"
     r = second.client.post("/api/mcp_servers/durable/start")
     assert r.status_code == 200 and "echo" in json_body(r)["tools"]
+
+
+# --------------------------------------------------------------------------- the REST API loads on demand
+
+
+@pytest.mark.parametrize("preload", [False, True])
+def test_the_rest_api_loads_at_its_first_request_or_at_boot_with_preload(hangar_cli: StartHangar,
+                                                                          preload: bool) -> None:
+    hangar = hangar_cli(*(["--preload-api"] if preload else []), ready=False)  # the usual wait asks /api
+
+    def ready() -> bool:
+        with contextlib.suppress(httpx.TransportError):
+            return hangar.client.get("/health/ready").status_code == 200
+        return False
+
+    wait_until(ready, 30, "/health/ready")
+    loaded = "REST API loaded in"
+    assert hangar.client.get("/metrics").status_code == 200
+    assert (loaded in hangar.stderr()) is preload
+    assert json_body(hangar.client.get("/api/system"))["system"]["pid"] == hangar.pid
+    servers = json_body(hangar.client.get("/api/mcp_servers"))["mcp_servers"]
+    assert [s["mcp_server_id"] for s in servers] == ["math"]  # the embedded default
+    assert hangar.stderr().count(loaded) == 1

@@ -7,10 +7,10 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import DiscoveryNotConfigured, ValidationError
-from .manager import DiscoveryManager
 
 if TYPE_CHECKING:
     from ..hangar import Hangar
+    from .manager import DiscoveryManager
 
 JsonObject = dict[str, Any]
 Handler = Callable[[JsonObject], Awaitable[JsonObject]]

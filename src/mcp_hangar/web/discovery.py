@@ -1,4 +1,4 @@
-"""REST routes under /api/discovery, and the per-source discovery metrics.
+"""REST routes under /api/discovery.
 
 Every route answers 404 ``DiscoveryNotConfigured`` (in the envelope) when the config file has no
 ``discovery:`` block, before anything else about the request is looked at.
@@ -9,19 +9,16 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Path, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.routing import APIRoute
-from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from ..config import DiscoverySourceSpec
 from ..discovery.base import format_pydantic
-from ..discovery.events import DiscoveryCycleCompleted
 from ..discovery.manager import DiscoveryManager
 from ..errors import DiscoveryNotConfigured, ValidationError
-from ..events import Event, EventBus
 from .schemas import _check_json, error_responses
 
 # ----------------------------------------------------------------------------- models
@@ -273,44 +270,3 @@ async def approve(request: Request, name: Name) -> dict[str, Any]:
 async def reject(request: Request, name: Name) -> dict[str, Any]:
     record = await manager_of(request).reject(name)
     return {"mcp_server_id": name, "rejected": True, "status": record.status, "source_id": record.source_id}
-
-
-# ----------------------------------------------------------------------------- metrics
-
-
-class DiscoveryMetrics:
-    """Per-source counters and gauges, fed by ``DiscoveryCycleCompleted`` events."""
-
-    def __init__(self, registry: CollectorRegistry, bus: EventBus, prefix: str = "mcp_hangar_") -> None:
-        self.cycles = Counter(prefix + "discovery_cycles", "Discovery cycles per source", ["source"],
-                              registry=registry)
-        self.errors = Counter(prefix + "discovery_errors", "Discovery cycles that failed, per source", ["source"],
-                              registry=registry)
-        self.found = Gauge(prefix + "discovery_mcp_servers", "Servers the source proposed at its last cycle",
-                           ["source"], registry=registry)
-        self.last_cycle = Gauge(prefix + "discovery_last_cycle_timestamp_seconds", "End of the last cycle",
-                                ["source"], registry=registry)
-        self.duration = Gauge(prefix + "discovery_cycle_duration_seconds", "Duration of the last cycle",
-                              ["source"], registry=registry)
-        bus.add_listener(self.on_event)
-
-    def on_event(self, event: Event) -> None:
-        if not isinstance(event, DiscoveryCycleCompleted):
-            return
-        source = event.source_id
-        self.cycles.labels(source).inc()
-        errors = self.errors.labels(source)  # present (at 0) from the first cycle on
-        if event.error is not None:
-            errors.inc()
-        else:
-            self.found.labels(source).set(event.found)
-        self.last_cycle.labels(source).set(event.occurred_at)
-        self.duration.labels(source).set(event.duration_ms / 1000)
-
-
-def install(app: FastAPI) -> None:
-    """Mount the routes; register the metrics in the app's registry."""
-    app.include_router(router)
-    metrics = getattr(app.state, "metrics", None)
-    if metrics is not None:
-        app.state.discovery_metrics = DiscoveryMetrics(metrics.registry, app.state.hangar.bus)
