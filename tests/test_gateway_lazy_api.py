@@ -7,8 +7,14 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+from typing import Any
 
-from conftest import raw_server
+import httpx
+
+from conftest import loaded_config, raw_server
+from mcp_hangar.hangar import Hangar
+from mcp_hangar.web.gateway import Gateway
 
 
 def _run(code: str) -> str:
@@ -75,3 +81,31 @@ def test_probes_metrics_and_mcp_are_served_before_the_rest_api_loads_once() -> N
         "['raw', 'raw', 'raw', 'raw'] True True True",
         "1.0 True True",
     ]
+
+
+class _FailsOnce(Gateway):
+    """A gateway whose first REST API load fails (injected): a broken install, say."""
+
+    failures = 1
+
+    async def _load_api(self) -> Any:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("injected load failure")
+        return await super()._load_api()
+
+
+async def test_a_failed_api_load_answers_500_in_the_envelope_and_the_next_request_loads_it(tmp_path: Path) -> None:
+    hangar = Hangar(loaded_config({}), tmp_path / "data")
+    app = _FailsOnce(hangar, manage_lifecycle=False)
+    await hangar.start()
+    try:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
+            r = await client.get("/api/mcp_servers")
+            assert r.status_code == 500 and r.json() == {
+                "error": "InternalServerError", "message": "the REST API could not be loaded", "status_code": 500}
+            assert (await client.get("/health/live")).status_code == 200  # the lean paths never needed it
+            r = await client.get("/api/mcp_servers")
+            assert r.status_code == 200 and r.json()["mcp_servers"] == []
+    finally:
+        await hangar.aclose()

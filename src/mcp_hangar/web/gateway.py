@@ -139,7 +139,17 @@ class Gateway:
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
-        api = self._api or await self.load_api()
+        api = self._api
+        if api is None:
+            try:
+                api = await self.load_api()
+            except Exception:  # a broken install; said once per request, in the envelope
+                log.exception("the REST API could not be loaded")
+                if kind == "http":
+                    body = {"error": "InternalServerError", "message": "the REST API could not be loaded",
+                            "status_code": 500}
+                    await _send_body(send, 500, JSON_HEADERS, orjson.dumps(body))
+                return
         await api(scope, receive, send)
 
     async def load_api(self) -> HangarApp:
