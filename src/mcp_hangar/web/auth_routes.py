@@ -380,7 +380,8 @@ def _patterns(patterns: list[str]) -> list[str]:
     return list(dict.fromkeys(patterns))
 
 
-@router.get("/policies/{scope}/{target_id}", response_model=PolicyView, responses=ERRORS)
+@router.get("/policies/{scope}/{target_id}", response_model=PolicyView, responses=ERRORS,
+            response_model_exclude_unset=True)  # found / set / cleared: only the one that applies
 async def get_policy(request: Request, scope: Scope, target_id: TargetId) -> dict[str, Any]:
     """The effective tool access policy of one scope and target (set through REST, else the file's)."""
     canonical = _scope(scope, target_id)
@@ -390,7 +391,8 @@ async def get_policy(request: Request, scope: Scope, target_id: TargetId) -> dic
     return {**policy.view(), "found": True}
 
 
-@router.post("/policies/{scope}/{target_id}", response_model=PolicyView, responses=ERRORS)
+@router.post("/policies/{scope}/{target_id}", response_model=PolicyView, responses=ERRORS,
+             response_model_exclude_unset=True)  # found / set / cleared: only the one that applies
 async def set_policy(request: Request, scope: Scope, target_id: TargetId, body: PolicyRequest) -> dict[str, Any]:
     """Set a tool access policy (it survives restarts, and replaces the file's for this target)."""
     canonical = _scope(scope, target_id)
@@ -400,7 +402,8 @@ async def set_policy(request: Request, scope: Scope, target_id: TargetId, body: 
             "source": "api"}
 
 
-@router.delete("/policies/{scope}/{target_id}", response_model=PolicyView, responses=ERRORS)
+@router.delete("/policies/{scope}/{target_id}", response_model=PolicyView, responses=ERRORS,
+               response_model_exclude_unset=True)  # found / set / cleared: only the one that applies
 async def clear_policy(request: Request, scope: Scope, target_id: TargetId) -> dict[str, Any]:
     """Clear the REST policy of this target (the file's policy, if any, applies again)."""
     canonical = _scope(scope, target_id)

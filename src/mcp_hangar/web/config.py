@@ -6,7 +6,7 @@ import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from ..config_backup import backup, backups
 from ..config_diff import config_diff
@@ -27,14 +27,14 @@ class _Strict(BaseModel):
 
 
 class ReloadRequest(_Strict):
-    graceful: bool = Field(default=True, description=(
+    graceful: StrictBool = Field(default=True, description=(
         "true: a server that restarts or is removed finishes its running calls first (at most "
         "config_reload.drain_timeout_s) while new calls wait; false: it is stopped at once and its running "
         "calls fail with 503"))
 
 
 class ExportRequest(_Strict):
-    include_secrets: bool = Field(default=False, description="Write literal secrets instead of redacting them")
+    include_secrets: StrictBool = Field(default=False, description="Write literal secrets instead of redacting them")
 
 
 class ConfigView(BaseModel):
