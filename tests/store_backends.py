@@ -4,6 +4,7 @@ skip, saying why, when no server answers or psycopg is missing. Loaded by ``conf
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -98,3 +99,52 @@ def store_config(backend: str, request: pytest.FixtureRequest) -> dict[str, Any]
         return {}
     dsn, schema = request.getfixturevalue("pg_schema")
     return {"driver": "postgresql", "dsn": dsn, "pg_schema": schema}
+
+
+class WriteRefusal:
+    """Makes the real database refuse new event rows, and accept them again: a SQLite trigger that aborts
+    every insert, or a PostgreSQL check constraint no row passes (the database itself says no)."""
+
+    def __init__(self, backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+        self.backend = backend
+        self.path = tmp_path / "events.db"
+        self.pg = request.getfixturevalue("pg_schema") if backend == "postgresql" else None
+
+    def _sql(self, statement: str) -> None:
+        if self.pg is None:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(self.path)) as conn:
+                conn.execute(statement)
+                conn.commit()
+            return
+        import psycopg
+        from psycopg import sql
+
+        dsn, schema = self.pg
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
+            conn.execute(statement)
+
+    def on(self) -> None:
+        if self.pg is None:
+            self._sql("CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        else:
+            self._sql("ALTER TABLE events ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+
+    def off(self) -> None:
+        self._sql("DROP TRIGGER refuse" if self.pg is None else "ALTER TABLE events DROP CONSTRAINT refuse")
+
+    def end_session(self, backend_pid: int) -> None:
+        """PostgreSQL only: end one server session (as a restart or a failover would), by its PID."""
+        assert self.pg is not None
+        import psycopg
+
+        with psycopg.connect(self.pg[0], autocommit=True) as conn:
+            row = conn.execute("SELECT pg_terminate_backend(%s)", (backend_pid,)).fetchone()
+            assert row is not None and row[0] is True
+
+
+@pytest.fixture
+def write_refusal(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> WriteRefusal:
+    return WriteRefusal(backend, tmp_path, request)

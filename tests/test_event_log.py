@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mcp_hangar.event_log import WRITE_CHUNK, EventLog, stream_of
 from mcp_hangar.events import (
     EventBus,
@@ -14,7 +16,7 @@ from mcp_hangar.events import (
     McpServerStateChanged,
     ToolInvocationCompleted,
 )
-from store_backends import LogFactory
+from store_backends import LogFactory, WriteRefusal
 
 
 def state(server: str, new: str = "ready") -> McpServerStateChanged:
@@ -192,3 +194,46 @@ def test_the_postgresql_driver_needs_a_dsn_and_the_dsn_is_never_shown() -> None:
         EventStoreSettings(driver="postgresql")
     doc = {"event_store": {"driver": "postgresql", "dsn": "postgresql://hangar:s3cret@db/hangar"}}
     assert sanitize(doc) == {"event_store": {"driver": "postgresql", "dsn": "***"}}
+
+
+async def test_a_refused_write_loses_nothing_and_is_retried_at_the_next_flush(
+        make_log: LogFactory, write_refusal: WriteRefusal) -> None:
+    bus = EventBus()
+    log = await opened(make_log, bus)
+    bus.publish(state("a"))
+    await log.flush()
+    write_refusal.on()
+    refused = [state("a", "dead"), state("b")]
+    for event in refused:
+        bus.publish(event)
+    await log.flush()  # the database says no: the events stay in memory, in order
+    later = state("c")
+    bus.publish(later)
+    await log.flush()
+    assert [s.position for s in await log.read(0, log.position)] == [1]
+    write_refusal.off()
+    await log.flush()
+    stored = await log.read(0, log.position)
+    assert [(s.position, s.event_id) for s in stored] == [
+        (1, stored[0].event_id), (2, refused[0].event_id), (3, refused[1].event_id), (4, later.event_id)]
+    assert [s.version for s in stored if s.stream_id == "mcp_server:a"] == [1, 2]
+    assert log.dropped == 0
+    await log.close()
+
+
+async def test_postgresql_reconnects_when_its_session_ends(pg_schema: tuple[str, str], tmp_path: Path,
+                                                           request: pytest.FixtureRequest) -> None:
+    from mcp_hangar.event_log_pg import PostgresEventLog
+
+    dsn, schema = pg_schema
+    bus = EventBus()
+    log = PostgresEventLog(dsn, bus, schema=schema, produced_by="test-1")
+    await log.open()
+    bus.publish(state("a"))
+    await log.flush()
+    WriteRefusal("postgresql", tmp_path, request).end_session(log._conn.info.backend_pid)
+    bus.publish(state("a", "dead"))
+    await log.flush()  # the lost session is opened again and the batch written
+    assert [(s.position, s.version) for s in await log.read(0, log.position)] == [(1, 1), (2, 2)]
+    assert (await log.bounds())[2] == 2  # reads work on the new session too
+    await log.close()

@@ -116,6 +116,7 @@ class EventLog(abc.ABC):
         self._flush_lock = asyncio.Lock()
         self._retire_lock = asyncio.Lock()
         self._written_since_prune = 0
+        self._failing_since: float | None = None  # monotonic time of the first failed write, until one succeeds
         bus.add_listener(self._on_event)
 
     # ------------------------------------------------------------------ the publisher's path
@@ -186,19 +187,42 @@ class EventLog(abc.ABC):
                 chunk = [batch.popleft() for _ in range(min(WRITE_CHUNK, len(batch)))]
                 try:
                     await self._write(chunk)
-                except StoreError:
-                    log.exception("could not write %d events to the event log", len(chunk) + len(batch))
+                except StoreError as exc:
+                    self._keep_unwritten(chunk, batch, exc)
                     return
+            if self._failing_since is not None:
+                log.warning("the event log is written again (after %.1f s of failed writes)",
+                            time.monotonic() - self._failing_since)
+                self._failing_since = None
         if prune_below > 1:
             try:
                 await self.retire_below(prune_below)
             except StoreError:
                 log.exception("could not prune the event log")
 
+    def _keep_unwritten(self, chunk: list[_Pending], rest: deque[_Pending], exc: StoreError) -> None:
+        """A failed write loses nothing: its events go back in front of those published meanwhile, in
+        order, for the next flush (a database that restarts, a disk that is freed). The bound on events
+        waiting still holds: beyond it the oldest are not written, and counted."""
+        rest.extendleft(reversed(chunk))
+        rest.extend(self._pending)
+        while len(rest) > MAX_PENDING:
+            rest.popleft()
+            self.dropped += 1
+        self._pending = rest
+        if self._failing_since is None:
+            self._failing_since = time.monotonic()
+            log.error("could not write to the event log (%s); %d events kept, retried at every flush",
+                      exc.message, len(rest))
+        else:
+            log.debug("the event log still refuses writes (%s); %d events kept", exc.message, len(rest))
+
     async def close(self) -> None:
         self._bus.remove_listener(self._on_event)
         if self._opened:
             await self.flush()
+            if self._pending:
+                log.error("%d events could not be written to the event log before closing", len(self._pending))
             await self._close_storage()
 
     def _row(self, item: _Pending) -> tuple[int, str, int, str, str, float, str]:

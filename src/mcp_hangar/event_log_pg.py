@@ -2,9 +2,10 @@
 
 The same tables as the SQLite backend, in the schema ``event_store.pg_schema`` (created when missing).
 One connection (autocommit; a batch is one transaction) is used from worker threads under a lock, as the
-SQLite backend does, so the event loop never waits on the network. Batches go in with ``COPY`` into a
-temporary table, then one ``INSERT ... ON CONFLICT``. One Hangar instance writes a schema: positions
-are assigned in memory.
+SQLite backend does, so the event loop never waits on the network; a lost connection is opened again
+and the operation retried once (events that could not be written wait in memory for the next flush).
+Batches go in with ``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT``. One Hangar
+instance writes a schema: positions are assigned in memory.
 
 ``size_bytes`` is the size of the stored rows (``pg_column_size``): deleted rows' space is reused by
 the server after ``VACUUM``, which ``reclaim`` runs, but the table files rarely shrink.
@@ -13,6 +14,8 @@ the server after ``VACUUM``, which ``reclaim`` runs, but the table files rarely 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +28,7 @@ from .event_log import _COLUMNS, EventLog, Snapshot, StoredEvent, _Pending, _sto
 from .events import EventBus
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -70,15 +74,42 @@ class PostgresEventLog(EventLog):
 
         def work() -> T:
             with self._lock:
-                conn = self._conn
-                if conn is None:
-                    raise StoreError("the event log is closed")
-                try:
-                    return fn(conn)
-                except psycopg.Error as exc:
-                    raise StoreError(f"event log error: {str(exc).strip()}") from None
+                for attempt in (1, 2):
+                    conn = self._conn
+                    if conn is None:
+                        raise StoreError("the event log is closed")
+                    try:
+                        return fn(conn)
+                    except psycopg.Error as exc:
+                        if attempt == 2 or not (conn.broken or conn.closed):
+                            raise StoreError(f"event log error: {str(exc).strip()}") from None
+                    # The connection was lost (a server restart, a failover, an idle timeout): connect again
+                    # and run the operation once more. Every operation is idempotent (rows are keyed by
+                    # position, versions only grow), so one that committed before the loss is harmless.
+                    log.warning("the PostgreSQL event log lost its connection; reconnecting")
+                    self._conn = None
+                    with contextlib.suppress(psycopg.Error):
+                        conn.close()
+                    self._conn = self._connect()
+            raise AssertionError("unreachable")
 
         return await asyncio.to_thread(work)
+
+    def _connect(self) -> Any:
+        """A connection with the schema on its search path and the batch table (``StoreError`` if none)."""
+        import psycopg
+        from psycopg import sql
+
+        try:
+            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+            conn.execute(SCHEMA)
+            conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE events) ON COMMIT DELETE ROWS")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot open the event log in PostgreSQL (schema {self.schema}): "
+                             f"{str(exc).strip()}") from None
+        return conn
 
     async def _open_storage(self) -> tuple[int, dict[str, int]]:
         return await asyncio.to_thread(self._open_sync)
@@ -86,16 +117,11 @@ class PostgresEventLog(EventLog):
     def _open_sync(self) -> tuple[int, dict[str, int]]:
         try:
             import psycopg
-            from psycopg import sql
         except ImportError:
             raise StoreError("event_store.driver postgresql needs psycopg: pip install 'mcp-hangar[postgres]'") \
                 from None
+        conn = self._connect()
         try:
-            conn = psycopg.connect(self.dsn, autocommit=True, connect_timeout=10)
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
-            conn.execute(SCHEMA)
-            conn.execute("CREATE TEMP TABLE IF NOT EXISTS incoming (LIKE events) ON COMMIT DELETE ROWS")
             row = conn.execute("SELECT MAX(global_position) FROM events").fetchone()
             last = row[0] if row and row[0] is not None else 0
             versions = {str(s): int(v) for s, v in conn.execute("SELECT stream_id, version FROM streams")}
@@ -103,6 +129,7 @@ class PostgresEventLog(EventLog):
             for stream, version in conn.execute("SELECT stream_id, MAX(stream_version) FROM events GROUP BY stream_id"):
                 versions[stream] = max(int(version), versions.get(stream, 0))
         except psycopg.Error as exc:
+            conn.close()
             raise StoreError(f"cannot open the event log in PostgreSQL (schema {self.schema}): "
                              f"{str(exc).strip()}") from None
         self._conn = conn
