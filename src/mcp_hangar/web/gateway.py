@@ -2,7 +2,7 @@
 
 What a gateway that serves only agents and probes needs is built at boot: the MCP front, the HTTP
 metrics, the health probes. The REST API (FastAPI with its routers and models, the WebSocket event
-stream, the dashboard's routes) is most of the import time and memory of a boot, so it is loaded when
+stream) is most of the import time and memory of a boot, so it is loaded when
 the first request needs it (or at boot with ``lazy_api=False``). Loading imports and builds it on a
 worker thread, so MCP calls keep being answered meanwhile; requests that need it wait for it.
 
