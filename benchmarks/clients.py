@@ -117,6 +117,25 @@ class StdioClient:
             self._stderr.close()
 
 
+class RoundRobinStdio:
+    """Several direct stdio clients taken in turn by call number: the baseline of a round-robin group,
+    which pays for waking a different upstream process on every call (a cost no single upstream has)."""
+
+    def __init__(self, clients: list[StdioClient]) -> None:
+        self.clients = clients
+
+    async def start(self) -> None:
+        for client in self.clients:
+            await client.start()
+
+    async def call(self, i: int) -> bool:
+        return await self.clients[i % len(self.clients)].call(i)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
 def _parse_body(r: httpx.Response) -> dict[str, Any]:
     if r.headers.get("content-type", "").startswith("text/event-stream"):
         last: dict[str, Any] = {}
