@@ -117,6 +117,25 @@ class StdioClient:
             self._stderr.close()
 
 
+class RoundRobinStdio:
+    """Several direct stdio clients taken in turn by call number: the baseline of a round-robin group,
+    which pays for waking a different upstream process on every call (a cost no single upstream has)."""
+
+    def __init__(self, clients: list[StdioClient]) -> None:
+        self.clients = clients
+
+    async def start(self) -> None:
+        for client in self.clients:
+            await client.start()
+
+    async def call(self, i: int) -> bool:
+        return await self.clients[i % len(self.clients)].call(i)
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
 def _parse_body(r: httpx.Response) -> dict[str, Any]:
     if r.headers.get("content-type", "").startswith("text/event-stream"):
         last: dict[str, Any] = {}
@@ -174,6 +193,60 @@ class HttpClient:
 
     async def close(self) -> None:
         await self.client.aclose()
+
+
+class RawHttpConnection:
+    """One keep-alive HTTP/1.1 connection, requests written by hand: a client whose cost per request is
+    small and the same whether one request or fifty are in flight (httpx's pool costs more per request
+    as more requests share it), so a burst measures the server, not the client."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def open(self) -> None:
+        self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+
+    async def post(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        assert self._reader is not None and self._writer is not None
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self._writer.write(f"POST {path} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n{head}"
+                           f"content-length: {len(body)}\r\n\r\n".encode() + body)
+        status_line, *lines = (await self._reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines if line)}
+        if "content-length" in fields:
+            data = await self._reader.readexactly(int(fields["content-length"]))
+        else:  # chunked
+            parts = []
+            while size := int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16):
+                parts.append(await self._reader.readexactly(size))
+                await self._reader.readexactly(2)
+            await self._reader.readexactly(2)
+            data = b"".join(parts)
+        return int(status_line.split()[1]), data
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with contextlib.suppress(Exception):
+                await self._writer.wait_closed()
+
+
+async def raw_modern_call(conn: RawHttpConnection, tool: str, args: dict[str, Any], rid: int) -> bool:
+    """One stateless 2026-07-28 ``tools/call`` over a raw connection; whether it succeeded."""
+    body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call",
+                       "params": {"name": tool, "arguments": args, "_meta": META}}).encode()
+    status, data = await conn.post("/mcp", {"accept": ACCEPT, "content-type": "application/json",
+                                            "mcp-protocol-version": MODERN, "mcp-method": "tools/call",
+                                            "mcp-name": tool}, body)
+    if status != 200:
+        return False
+    if data.startswith(b"event:") or data.startswith(b"data:"):
+        messages = [json.loads(line[5:]) for line in data.decode().splitlines() if line.startswith("data:")]
+        replies = [m for m in messages if "id" in m and "method" not in m]
+        return bool(replies) and _ok(replies[-1])
+    return _ok(json.loads(data))
 
 
 class SdkClient:

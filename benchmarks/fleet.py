@@ -1,8 +1,10 @@
 """Fleet-sized scenarios: cold start with concurrent first calls, memory with many servers, and scale.
 
-- cold start: one lazy server, N concurrent first calls through the modern HTTP front; spawns are counted
-  from the processes themselves (each fast upstream appends its PID to a file at start) and from Hangar's
-  own ``mcp_hangar_mcp_server_starts_total``; the total is compared with one lone first call;
+- cold start: one lazy server, N concurrent first calls through the modern HTTP front, each on its own raw
+  keep-alive connection opened beforehand (the lone first call too), so the client costs the same per call
+  in both; spawns are counted from the processes themselves (each fast upstream appends its PID to a file
+  at start) and from Hangar's own ``mcp_hangar_mcp_server_starts_total``; the total is compared with one
+  lone first call;
 - memory: RSS of Hangar with 1,000 registered cold servers, then with 20 of them running;
 - scale: ``GET /api/mcp_servers`` with those 1,000 servers; the aggregated ``tools/list`` (every page)
   over 100 ready servers with 20 tools each.
@@ -20,7 +22,7 @@ from typing import Any
 import httpx
 
 from . import procs
-from .clients import ACCEPT, META, MODERN
+from .clients import ACCEPT, META, MODERN, RawHttpConnection, raw_modern_call
 
 FAST_SERVER = Path(__file__).resolve().parent / "fast_server.py"
 
@@ -71,24 +73,30 @@ async def cold_start(folder: Path, concurrent: int) -> dict[str, Any]:
     cfg = folder / "cold.yaml"
     cfg.write_text("\n".join(lines) + "\n")
     with procs.hangar_http(folder, cfg, "cold") as (proc, _):
-        base = f"http://127.0.0.1:{procs.port_of(proc)}"
-        limits = httpx.Limits(max_connections=concurrent + 4, max_keepalive_connections=concurrent + 4)
-        async with httpx.AsyncClient(base_url=base, timeout=60.0, limits=limits) as client:
-            # The front's own first-request costs are paid on a management tool, not on the measured call.
-            await _modern_call(client, "hangar_list", {}, 0)
-            began = time.perf_counter()
-            lone_ok = await _modern_call(client, "lazy_ref__echo", {"text": "first"}, 1)
-            lone = time.perf_counter() - began
-            # Open the connections first, so the burst measures Hangar and not TCP handshakes.
-            await asyncio.gather(*(client.get("/health/live") for _ in range(concurrent)))
-            began = time.perf_counter()
+        port = procs.port_of(proc)
+        # Raw keep-alive connections, all opened before the first call: each caller costs the client the
+        # same small amount whether it is alone or one of fifty (through one httpx pool the fifty cost the
+        # client about 3x more CPU each than a lone call, which the total then counted as Hangar's).
+        conns = [RawHttpConnection("127.0.0.1", port) for _ in range(concurrent + 1)]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60.0) as client:
+            try:
+                await asyncio.gather(*(c.open() for c in conns))
+                # The front's own first-request costs are paid on a management tool, not on a measured call.
+                await asyncio.gather(*(raw_modern_call(c, "hangar_list", {}, 0) for c in conns))
+                began = time.perf_counter()
+                lone_ok = await raw_modern_call(conns[0], "lazy_ref__echo", {"text": "first"}, 1)
+                lone = time.perf_counter() - began
+                began = time.perf_counter()
 
-            async def one(i: int) -> tuple[bool, float]:
-                ok = await _modern_call(client, "lazy__echo", {"text": f"cold-{i}"}, 100 + i)
-                return ok, time.perf_counter() - began
+                async def one(i: int) -> tuple[bool, float]:
+                    ok = await raw_modern_call(conns[i + 1], "lazy__echo", {"text": f"cold-{i}"}, 100 + i)
+                    return ok, time.perf_counter() - began
 
-            outcomes = await asyncio.gather(*(one(i) for i in range(concurrent)))
-            total = time.perf_counter() - began
+                outcomes = await asyncio.gather(*(one(i) for i in range(concurrent)))
+                total = time.perf_counter() - began
+            finally:
+                for c in conns:
+                    await c.close()
             metrics = (await client.get("/metrics")).text
     spawns = spawn_log.with_suffix(".lazy").read_text().split() if spawn_log.with_suffix(".lazy").exists() else []
     return {"concurrent_calls": concurrent, "ok": sum(ok for ok, _ in outcomes), "lone_ok": lone_ok,

@@ -16,6 +16,7 @@ from .targets import targets
 START, END = "<!-- benchmarks:start -->", "<!-- benchmarks:end -->"
 PACKAGES = ("mcp-hangar", "uvicorn", "uvloop", "httptools", "httpx", "orjson", "starlette", "mcp")
 LABELS = {"direct_stdio": "direct stdio (baseline)", "hangar_stdio": "Hangar stdio front",
+          "direct_stdio_rr": "direct stdio, round robin over 4 upstreams (baseline)",
           "hangar_stdio_group": "Hangar stdio front, group of 4",
           "bare_asgi": "bare ASGI endpoint (baseline)", "hangar_http_modern": "Hangar HTTP front, modern",
           "hangar_http_legacy": "Hangar HTTP front, legacy",

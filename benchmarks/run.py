@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from . import boot, fleet, importtime, peer, procs, wrk
 from .cells import Cell, measure_cell, sustained
-from .clients import HttpClient, SdkClient, StdioClient, batch_arguments
+from .clients import HttpClient, RoundRobinStdio, SdkClient, StdioClient, batch_arguments
 
 HERE = Path(__file__).resolve().parent
 PYTHON = procs.PYTHON
@@ -24,7 +24,8 @@ GROUP_MEMBERS = 4
 # Scenario -> its baseline (None for a baseline). At each concurrency the cells run in this order, so
 # baselines and through-Hangar runs are interleaved.
 SCENARIOS: dict[str, str | None] = {
-    "direct_stdio": None, "hangar_stdio": "direct_stdio", "hangar_stdio_group": "direct_stdio",
+    "direct_stdio": None, "hangar_stdio": "direct_stdio",
+    "direct_stdio_rr": None, "hangar_stdio_group": "direct_stdio_rr",
     "bare_asgi": None, "hangar_http_modern": "bare_asgi", "hangar_http_legacy": "bare_asgi",
     "hangar_http_group": "bare_asgi",
     "sdk_direct": None, "sdk_hangar_stdio": "sdk_direct", "sdk_hangar_http": "sdk_direct",
@@ -98,6 +99,8 @@ def _clients(folder: Path, cfg: Path, http_base: str, bare_base: str, peer_base:
                                folder / "hangar-stdio.log", "fast__echo")
     clients: dict[str, Client] = {
         "direct_stdio": StdioClient([PYTHON, str(FAST_SERVER)], folder / "direct.log", "echo"),
+        "direct_stdio_rr": RoundRobinStdio([StdioClient([PYTHON, str(FAST_SERVER)], folder / f"direct-rr{i}.log",
+                                                        "echo") for i in range(GROUP_MEMBERS)]),
         "hangar_stdio": hangar_stdio,
         "hangar_stdio_group": _Tool(hangar_stdio, "pool__echo"),
         "bare_asgi": HttpClient(bare_base, "modern", "fast__echo"),

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-LATENCY_SCENARIOS = {"direct_stdio", "hangar_stdio", "hangar_stdio_group", "bare_asgi", "hangar_http_modern",
-                     "hangar_http_legacy", "hangar_http_group", "sdk_direct", "sdk_hangar_stdio", "sdk_hangar_http"}
+LATENCY_SCENARIOS = {"direct_stdio", "hangar_stdio", "direct_stdio_rr", "hangar_stdio_group", "bare_asgi",
+                     "hangar_http_modern", "hangar_http_legacy", "hangar_http_group", "sdk_direct", "sdk_hangar_stdio",
+                     "sdk_hangar_http"}
 
 
 def _positive(value: Any) -> bool:

@@ -107,6 +107,22 @@ async def test_fifty_concurrent_first_calls_share_one_start(hangar_factory) -> N
     assert isinstance(starts[0], McpServerStarted) and starts[0].pid == server.pid
 
 
+async def test_first_calls_beyond_max_concurrency_wait_on_the_one_start_and_one_tool_list(hangar_factory) -> None:
+    # A second tools/list would fail (--fail-tools-list-after 1): no waiter refetches what the start fetched.
+    hangar = await hangar_factory({"s": raw_server("--fail-tools-list-after", "1", max_concurrency=10)})
+    server = hangar.get("s")
+    with hangar.bus.subscription(maxsize=10_000) as sub:
+        results = await asyncio.gather(*(server.call_tool("echo", {"text": f"c{i}"}) for i in range(50)))
+        events = await drain(sub)
+    assert [text_of(r) for r in results] == [f"c{i}" for i in range(50)]
+    kinds = [type(e) for e in events if getattr(e, "mcp_server_id", None) == "s"]
+    started = kinds.index(McpServerStarted)
+    # Every caller was admitted and waiting before the one start finished; all were answered after it.
+    assert kinds[:started].count(ToolInvocationRequested) == 50 and kinds.count(McpServerStarted) == 1
+    assert kinds[started:].count(ToolInvocationCompleted) == 50
+    assert server.in_flight == 0 and server.total_invocations == 50 and server.state == State.READY
+
+
 async def test_stop_during_start_gives_the_waiting_caller_a_clear_error(hangar_factory) -> None:
     hangar = await hangar_factory({"s": raw_server("--hang-on-initialize", startup_timeout_s=30)})
     server = hangar.get("s")
