@@ -66,7 +66,16 @@ def stream_of(event: Event) -> str:
 
 def event_json(event: Event, produced_by: str) -> bytes:
     """The event as its JSON object: ``event_type``, the fields in order, then ``produced_by``."""
-    return event.to_json()[:-1] + b',"produced_by":' + orjson.dumps(produced_by) + b"}"
+    return _event_json(event, produced_by_suffix(produced_by))
+
+
+def produced_by_suffix(produced_by: str) -> bytes:
+    return b',"produced_by":' + orjson.dumps(produced_by) + b"}"
+
+
+def _event_json(event: Event, suffix: bytes) -> bytes:
+    # One join of the class's prefix, the fields orjson wrote (without their braces) and the suffix.
+    return b"".join((event.json_prefix, memoryview(orjson.dumps(event, default=str))[1:-1], suffix))
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,7 @@ class EventLog(abc.ABC):
                  interval: float = 0.25, batch: int = 2000) -> None:
         self.max_events = max_events
         self.produced_by = produced_by
+        self._suffix = produced_by_suffix(produced_by)
         self.position = 0  # of the last event stamped
         self.dropped = 0  # events never written because the disk fell too far behind
         self.compacted = 0  # events deleted after being folded into a snapshot (compaction and retention)
@@ -228,8 +238,8 @@ class EventLog(abc.ABC):
     def _row(self, item: _Pending) -> tuple[int, str, int, str, str, float, str]:
         """One stored row (run on the writer's thread: events are immutable)."""
         position, stream, version, event = item
-        return (position, stream, version, event.event_type, event.event_id, event.occurred_at,
-                event_json(event, self.produced_by).decode())
+        return (position, stream, version, event.__class__.__name__, event.event_id, event.occurred_at,
+                _event_json(event, self._suffix).decode())
 
     # ------------------------------------------------------------------ snapshots, compaction, retention
 

@@ -13,7 +13,7 @@ import orjson
 from .errors import StoreError
 from .event_log import _COLUMNS, EventLog, Snapshot, StoredEvent, _Pending, _stored
 from .events import EventBus
-from .sqlite import SqliteAccess, connect_wal
+from .sqlite import SqliteAccess, connect_wal, insert_rows
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -82,7 +82,7 @@ class SqliteEventLog(SqliteAccess, EventLog):
             now = time.time()
             c.execute("BEGIN")
             try:
-                c.executemany(f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+                insert_rows(c, f"INSERT OR REPLACE INTO events ({_COLUMNS})", 7, rows)
                 c.executemany(
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(stream_id) DO UPDATE SET version = MAX(version, excluded.version), "

@@ -43,10 +43,12 @@ class Event:
     event_id: str = field(default_factory=_new_id)
     occurred_at: float = field(default_factory=time.time)
     registry: ClassVar[dict[str, type[Event]]] = {}
+    json_prefix: ClassVar[bytes] = b'{"event_type":"Event",'  # the start of ``to_json``, built once per class
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         Event.registry[cls.__name__] = cls
+        cls.json_prefix = b'{"event_type":' + orjson.dumps(cls.__name__) + b","
 
     @property
     def event_type(self) -> str:
@@ -61,7 +63,7 @@ class Event:
     def to_json(self) -> bytes:
         """``to_dict`` as JSON, built by orjson's dataclass support (fields in order) at a fraction of the
         cost: events are serialized on every call for the history and the event log."""
-        return b'{"event_type":' + orjson.dumps(self.event_type) + b"," + orjson.dumps(self, default=str)[1:]
+        return self.json_prefix + orjson.dumps(self, default=str)[1:]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -292,21 +294,23 @@ class EventBus:
     """In-process publish/subscribe. ``publish`` never raises and never blocks."""
 
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-        self._subscriptions: list[Subscription] = []
+        # Tuples, replaced on every change: delivery iterates them as they were, without a copy per event.
+        self._listeners: tuple[Listener, ...] = ()
+        self._subscriptions: tuple[Subscription, ...] = ()
         self._queue: deque[Event] = deque()
         self._delivering = False
 
     def add_listener(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+        self._listeners += (listener,)
 
     def remove_listener(self, listener: Listener) -> None:
-        with contextlib.suppress(ValueError):
-            self._listeners.remove(listener)
+        if listener in self._listeners:
+            index = self._listeners.index(listener)
+            self._listeners = self._listeners[:index] + self._listeners[index + 1:]
 
     def subscribe(self, maxsize: int = 1024, predicate: Callable[[Event], bool] | None = None) -> Subscription:
         sub = Subscription(self, maxsize, predicate)
-        self._subscriptions.append(sub)
+        self._subscriptions += (sub,)
         return sub
 
     @contextlib.contextmanager
@@ -320,8 +324,7 @@ class EventBus:
             sub.close()
 
     def _unsubscribe(self, sub: Subscription) -> None:
-        with contextlib.suppress(ValueError):
-            self._subscriptions.remove(sub)
+        self._subscriptions = tuple(s for s in self._subscriptions if s is not sub)
 
     def publish(self, event: Event) -> None:
         # An event published by a listener (a group reacting to its member's crash) is delivered after
@@ -337,10 +340,10 @@ class EventBus:
             self._delivering = False
 
     def _deliver(self, event: Event) -> None:
-        for listener in list(self._listeners):
+        for listener in self._listeners:
             try:
                 listener(event)
             except Exception:  # a broken observer must never break the publisher
                 log.exception("event listener failed on %s", event.event_type)
-        for sub in list(self._subscriptions):
+        for sub in self._subscriptions:
             sub._offer(event)

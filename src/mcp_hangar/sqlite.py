@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import sqlite3
 import threading
 from collections.abc import Awaitable, Callable, Sequence
@@ -75,3 +76,24 @@ async def flush_loop(wake: asyncio.Event, interval: float, flush: Callable[[], A
             await asyncio.wait_for(wake.wait(), interval)
         wake.clear()
         await flush()
+
+
+# Rows per multi-row INSERT, largest first: a batch is cut into these sizes, so the connection's
+# statement cache holds a handful of statements whatever the batch size.
+_STATEMENT_ROWS = (256, 64, 16, 4, 1)
+
+
+def insert_rows(conn: sqlite3.Connection, head: str, width: int, rows: Sequence[Sequence[object]]) -> None:
+    """``head`` (``INSERT ... (columns)``) with ``rows`` of ``width`` values, many rows per statement.
+
+    ``executemany`` steps once per row, and the sqlite3 module lets go of the GIL around every step: a
+    writer thread inserting thousands of rows a second then takes the GIL back thousands of times from
+    the event loop, which pays for each hand-over (measured: most of the cost of the event log and the
+    history under load). One statement of 256 rows is one step, one hand-over."""
+    values = "(" + ",".join("?" * width) + ")"
+    start, total = 0, len(rows)
+    for size in _STATEMENT_ROWS:
+        sql = f"{head} VALUES {','.join([values] * size)}"
+        while total - start >= size:
+            conn.execute(sql, list(itertools.chain.from_iterable(rows[start:start + size])))
+            start += size

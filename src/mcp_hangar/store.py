@@ -20,7 +20,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
-from .sqlite import SqliteAccess, connect_wal, flush_loop
+from .sqlite import SqliteAccess, connect_wal, flush_loop, insert_rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -125,29 +125,33 @@ class Store(SqliteAccess):
     # ------------------------------------------------------------------ history
 
     async def append_invocations(self, events: list[Event]) -> None:
-        rows = []
-        for e in events:
-            if not isinstance(e, (ToolInvocationCompleted, ToolInvocationFailed)):
-                continue
-            outcome = "failure" if isinstance(e, ToolInvocationFailed) else ("error" if e.is_error else "success")
-            rows.append((e.mcp_server_id, e.event_id, e.event_type, e.tool_name, e.correlation_id,
-                         e.occurred_at, outcome, e.duration_ms, e.to_json().decode()))
-        if not rows:
-            return
-        servers = {r[0] for r in rows}
         keep = self.history_retention
 
         def work(c: sqlite3.Connection) -> None:
+            # The rows are built here, on the worker thread: events are immutable.
+            rows = []
+            for e in events:
+                if not isinstance(e, (ToolInvocationCompleted, ToolInvocationFailed)):
+                    continue
+                outcome = "failure" if isinstance(e, ToolInvocationFailed) else ("error" if e.is_error else "success")
+                rows.append((e.mcp_server_id, e.event_id, e.__class__.__name__, e.tool_name, e.correlation_id,
+                             e.occurred_at, outcome, e.duration_ms, e.to_json().decode()))
+            if not rows:
+                return
+            servers = {r[0] for r in rows}
             c.execute("BEGIN")
-            c.executemany(
-                "INSERT INTO invocations (server_id, event_id, event_type, tool_name, correlation_id, "
-                "occurred_at, outcome, duration_ms, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            for sid in servers:  # retention: keep the newest `keep` records per server
-                c.execute(
-                    "DELETE FROM invocations WHERE server_id = ? AND position <= "
-                    "(SELECT position FROM invocations WHERE server_id = ? ORDER BY position DESC "
-                    "LIMIT 1 OFFSET ?)", (sid, sid, keep))
-            c.execute("COMMIT")
+            try:
+                insert_rows(c, "INSERT INTO invocations (server_id, event_id, event_type, tool_name, "
+                               "correlation_id, occurred_at, outcome, duration_ms, data)", 9, rows)
+                for sid in servers:  # retention: keep the newest `keep` records per server
+                    c.execute(
+                        "DELETE FROM invocations WHERE server_id = ? AND position <= "
+                        "(SELECT position FROM invocations WHERE server_id = ? ORDER BY position DESC "
+                        "LIMIT 1 OFFSET ?)", (sid, sid, keep))
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")  # a failed write must not leave the connection inside a transaction
+                raise
 
         await self._run(work)
 

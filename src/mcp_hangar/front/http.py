@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 import time
@@ -23,7 +24,7 @@ import orjson
 from starlette.types import Receive, Scope, Send
 
 from ..auth.guard import PRINCIPAL_SCOPE_KEY
-from .inbound import ERROR_CODE_HTTP_STATUS, duplicated_routing_header
+from .inbound import ERROR_CODE_HTTP_STATUS, ROUTING_HEADERS
 from .session import (
     INVALID_REQUEST,
     LEGACY_VERSIONS,
@@ -44,6 +45,8 @@ LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 KEEPALIVE_S = 15.0
 STREAM_QUEUE = 1024
 ENDED_MEMORY = 1000  # sessions ended by a withdrawn key, remembered to say why
+WATCH_AFTER_S = 0.05  # a modern request running longer than this gets a task watching for its client leaving
+HOSTS_REMEMBERED = 64  # Host header values already accepted (the check is then one set lookup)
 _END: JsonObject = {}  # put on a session's queue to end its GET stream at once
 
 
@@ -98,6 +101,8 @@ class McpHttpEndpoint:
         self.withdrawn: dict[str, str] = {}  # session id -> why it was ended (its key was revoked ...)
         self.closing = False
         self._swept_at = 0.0
+        self._hosts_ok: set[str] = set()
+        self.watch = _DisconnectWatch()
 
     def close(self) -> None:
         self.closing = True
@@ -110,8 +115,7 @@ class McpHttpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        # Values are trimmed: optional whitespace around a header value is not part of it (RFC 9110).
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1").strip() for k, v in scope.get("headers", [])}
+        headers, duplicated = _decode_headers(scope.get("headers", ()))
         method = scope["method"]
         rejection = self._check_security(headers)
         if rejection is not None:
@@ -119,7 +123,7 @@ class McpHttpEndpoint:
             return
         self._expire_sessions()
         if method == "POST":
-            await self._post(scope, receive, send, headers)
+            await self._post(scope, receive, send, headers, duplicated)
         elif method == "GET":
             await self._get(receive, send, headers)
         elif method == "DELETE":
@@ -128,11 +132,14 @@ class McpHttpEndpoint:
             await _plain(send, 405, "Method Not Allowed", {"allow": "GET, POST, DELETE"})
 
     def _check_security(self, headers: Mapping[str, str]) -> tuple[int, str] | None:
-        host = headers.get("host", "").lower()
-        if "*" not in self.allowed_hosts:
+        raw_host = headers.get("host", "")
+        if raw_host not in self._hosts_ok and "*" not in self.allowed_hosts:
+            host = raw_host.lower()
             name = _host_name(host)
             if name not in LOOPBACK_HOSTS and host not in self.allowed_hosts and name not in self.allowed_hosts:
                 return 421, f"Invalid Host header: {host!r}"
+            if len(self._hosts_ok) < HOSTS_REMEMBERED:  # the settings never change while this endpoint lives
+                self._hosts_ok.add(raw_host)
         origin = headers.get("origin")
         if origin is not None and "*" not in self.allowed_origins:
             value = origin.lower().rstrip("/")
@@ -173,9 +180,11 @@ class McpHttpEndpoint:
             if not message.get("more_body"):
                 return b"".join(chunks)
 
-    async def _post(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
+    async def _post(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
+                    duplicated: str | None) -> None:
         accept = headers.get("accept", "*/*")
-        if not any(t in accept for t in ("application/json", "text/event-stream", "*/*", "application/*")):
+        if not ("application/json" in accept or "text/event-stream" in accept or "*/*" in accept
+                or "application/*" in accept):
             await _plain(send, 406, "Not Acceptable: accept application/json or text/event-stream")
             return
         body = await self._read_body(receive, headers)
@@ -193,21 +202,19 @@ class McpHttpEndpoint:
             return
         version = headers.get(VERSION_HEADER)
         if version in MODERN_VERSIONS or _has_modern_meta(message):
-            await self._post_modern(scope, receive, send, headers, message)
+            await self._post_modern(scope, receive, send, headers, message, duplicated)
         else:
             await self._post_legacy(scope, receive, send, headers, message)
 
     async def _post_modern(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
-                           message: JsonObject) -> None:
-        duplicated = duplicated_routing_header(
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", []))
+                           message: JsonObject, duplicated: str | None) -> None:
         if duplicated is not None and "id" in message:
             await _json(send, 400, error_response(message.get("id"), -32020,
                                                   f"{duplicated} header appears more than once"))
             return
         session = FrontSession(self.front, None, transport="http")
         session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        await _serve_request(session, receive, send, headers, message, _modern_status, cancel_on_disconnect=True)
+        await _serve_request(session, receive, send, headers, message, _modern_status, self.watch)
 
     async def _post_legacy(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                            message: JsonObject) -> None:
@@ -255,7 +262,7 @@ class McpHttpEndpoint:
                 return
             existing.principal = principal  # resolved now: roles changed since are in effect
         existing.last_seen = time.monotonic()
-        await _serve_request(existing, receive, send, headers, message, lambda _: 200, cancel_on_disconnect=False)
+        await _serve_request(existing, receive, send, headers, message, _legacy_status, None)
 
     def _withdraw(self, session: LegacyHttpSession, reason: str) -> None:
         """End a session whose key or principal lost its access: refused from now on, GET stream closed."""
@@ -345,9 +352,11 @@ class _LazyStream:
         self._send = send
         self._extra = extra_headers or {}
         self.started = False
-        self._lock = asyncio.Lock()
+        self._lock: asyncio.Lock | None = None  # created by the first event: most answers come alone
 
     async def event(self, message: JsonObject) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
         async with self._lock:
             if not self.started:
                 self.started = True
@@ -357,46 +366,98 @@ class _LazyStream:
 
     async def finish(self, status: int, message: JsonObject) -> None:
         if self.started:
+            assert self._lock is not None
             async with self._lock:
                 await self._send({"type": "http.response.body", "body": _sse_event(message), "more_body": False})
         else:
             await _json(self._send, status, message, self._extra)
 
 
+class _Watched:
+    """A modern request in flight whose client may go away (see ``_DisconnectWatch``)."""
+
+    __slots__ = ("gone", "receive", "running", "since", "task", "watcher")
+
+    def __init__(self, task: asyncio.Task[Any], receive: Receive, since: float) -> None:
+        self.task, self.receive, self.since = task, receive, since
+        self.running = True
+        self.gone = False
+        self.watcher: asyncio.Task[None] | None = None
+
+    async def watch(self) -> None:
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+        if self.running:  # never cancel an answer being sent
+            self.gone = True
+            self.task.cancel()
+
+
+class _DisconnectWatch:
+    """In the 2026-07-28 era a client that closes the response has cancelled the request.
+
+    Noticing that takes a task waiting on ``receive()``. Most requests are answered long before anyone
+    could tell, so a request gets its watcher only once it has run ``WATCH_AFTER_S``: one timer for the
+    whole endpoint looks at the requests in flight and starts the watchers due. A client that left
+    earlier is still seen then (``receive()`` reports the disconnect to whoever asks next)."""
+
+    def __init__(self) -> None:
+        self.in_flight: dict[int, _Watched] = {}
+        self._ids = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self, task: asyncio.Task[Any], receive: Receive) -> tuple[int, _Watched]:
+        loop = asyncio.get_running_loop()
+        key = next(self._ids)
+        watched = self.in_flight[key] = _Watched(task, receive, loop.time())
+        if self._timer is None:
+            self._timer = loop.call_later(WATCH_AFTER_S, self._start_due)
+        return key, watched
+
+    def leave(self, key: int) -> None:
+        watched = self.in_flight.pop(key)
+        watched.running = False
+        if watched.watcher is not None:
+            watched.watcher.cancel()
+
+    def _start_due(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        due = loop.time() - WATCH_AFTER_S
+        waiting = None
+        for watched in self.in_flight.values():
+            if watched.watcher is not None:
+                continue
+            if watched.since <= due:
+                watched.watcher = loop.create_task(watched.watch())
+            else:
+                waiting = watched.since if waiting is None else min(waiting, watched.since)
+        if waiting is not None:
+            self._timer = loop.call_at(waiting + WATCH_AFTER_S, self._start_due)
+
+
 async def _serve_request(session: FrontSession, receive: Receive, send: Send, headers: Mapping[str, str],
                          message: JsonObject, status_of: Callable[[JsonObject], int],
-                         cancel_on_disconnect: bool) -> None:
+                         watch: _DisconnectWatch | None) -> None:
     """Run one request; its progress notifications and client requests ride on its own response.
 
-    In the 2026-07-28 era a client that closes the response has cancelled the request. The request
-    runs in the ASGI task itself (no task of its own); a watcher cancels that task on disconnect."""
+    The request runs in the ASGI task itself (no task of its own); with ``watch`` (the 2026-07-28 era),
+    that task is cancelled if the client goes away."""
     stream = _LazyStream(send)
     token = REQUEST_CHANNEL.set(stream.event if "text/event-stream" in headers.get("accept", "") else None)
-    watcher: asyncio.Task[None] | None = None
-    state = {"running": True, "gone": False}
-    current = asyncio.current_task()
-    if cancel_on_disconnect and "id" in message and current is not None:
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            if state["running"] and current is not None:  # never cancel an answer being sent
-                state["gone"] = True
-                current.cancel()
-
-        watcher = asyncio.get_running_loop().create_task(watch())
+    current = asyncio.current_task() if watch is not None and "id" in message else None
+    watched = watch.enter(current, receive) if watch is not None and current is not None else None
     try:
         response = await session.handle(message, headers=headers)
     except asyncio.CancelledError:
-        if state["gone"] and current is not None:
+        if watched is not None and watched[1].gone and current is not None:
             current.uncancel()
             return  # the client went away: nothing to answer
         raise
     finally:
-        state["running"] = False
         REQUEST_CHANNEL.reset(token)
-        if watcher is not None:
-            watcher.cancel()
+        if watched is not None:
+            assert watch is not None
+            watch.leave(watched[0])
     if response is None:
         await _plain(send, 202, "")
     else:
@@ -407,6 +468,24 @@ def _has_modern_meta(message: JsonObject) -> bool:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
     return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+
+
+def _legacy_status(response: JsonObject) -> int:
+    return 200
+
+
+def _decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:
+    """The request's headers by lower-case name (the last copy wins), and the name of a routing header
+    sent more than once (first- and last-copy readers would disagree), if any. Values are trimmed:
+    optional whitespace around a header value is not part of it (RFC 9110)."""
+    headers: dict[str, str] = {}
+    duplicated = None
+    for k, v in raw:
+        name = k.decode("latin-1").lower()
+        if name in headers and duplicated is None and name in ROUTING_HEADERS:
+            duplicated = name
+        headers[name] = v.decode("latin-1").strip()
+    return headers, duplicated
 
 
 def _modern_status(response: JsonObject) -> int:

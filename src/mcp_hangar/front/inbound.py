@@ -58,6 +58,10 @@ def sdk() -> ModuleType:
     return _module
 
 
+def sdk_loaded() -> bool:
+    return _module is not None
+
+
 async def load_sdk() -> None:
     """Make :func:`sdk` instant, loading it on a worker thread if needed (the loop keeps running)."""
     if _module is None:
@@ -82,15 +86,3 @@ def param_header_rejection(schema: Any, arguments: Any, headers: Any) -> Any:
     if not cached[1]:
         return None
     return module.validate_mcp_param_headers(schema, arguments, headers)
-
-
-def duplicated_routing_header(raw_headers: Any) -> str | None:
-    """The name of a routing header sent more than once (first- and last-copy readers would disagree)."""
-    seen: set[str] = set()
-    for name, _ in raw_headers:
-        key = name.lower()
-        if key in ROUTING_HEADERS:
-            if key in seen:
-                return str(key)
-            seen.add(key)
-    return None

@@ -29,7 +29,7 @@ from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
-from .inbound import load_sdk, param_header_rejection, sdk
+from .inbound import load_sdk, param_header_rejection, sdk, sdk_loaded
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
@@ -55,6 +55,7 @@ INSTRUCTIONS = (
     "hangar_* tools manage the fleet (hangar_status explains servers that are not ready)."
 )
 PAGE_SIZE = 500
+_CALL_KEYS = frozenset({"name", "arguments", "_meta"})  # the fields of tools/call params Hangar reads itself
 CLIENT_REQUEST_TIMEOUT_S = 300.0
 INPUT_ROUNDS = 10
 SUBSCRIPTION_ID = "io.modelcontextprotocol/subscriptionId"
@@ -347,7 +348,7 @@ class FrontSession:
                 self.front.guard.check_method(self.principal, method)
             except HangarError as exc:
                 raise RpcError(exc.jsonrpc_code, exc.message, as_error_data(exc)) from None
-        if self.era != "legacy" and method != "initialize":
+        if self.era != "legacy" and method != "initialize" and not sdk_loaded():
             await load_sdk()  # a modern request (or the first of a new stdio client) needs the SDK's checks
         era = self._classify(method, params, message, headers)
         if not self._counted:
@@ -474,14 +475,15 @@ class FrontSession:
         stream when it has one, else the session's output (stdio)."""
         channel = REQUEST_CHANNEL.get()
         notify = channel or self._notify
-        can_ask = self.era == "legacy" and notify is not None
+        ask = None
+        if self.era == "legacy" and notify is not None:
 
-        async def ask(method: str, params: JsonObject) -> JsonObject:
-            return await self.send_request(method, params, channel)
+            async def ask(method: str, params: JsonObject) -> JsonObject:
+                return await self.send_request(method, params, channel)
 
         level = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
         meta_level = level if isinstance(level, str) else None
-        return Caller(notify=notify, request=ask if can_ask else None, capabilities=self.client_capabilities,
+        return Caller(notify=notify, request=ask, capabilities=self.client_capabilities,
                       log_level=self.log_level or meta_level)
 
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
@@ -553,7 +555,8 @@ class FrontSession:
         meta = params.get("_meta")
         try:
             server = self.hangar.target(route.server_id)  # a server, or a group served by its strategy
-            extra = {k: v for k, v in params.items() if k not in ("name", "arguments", "_meta")}
+            extra = {} if params.keys() <= _CALL_KEYS else \
+                {k: v for k, v in params.items() if k not in _CALL_KEYS}
             caller = self._caller(meta)
 
             async def call(more: JsonObject | None) -> JsonObject:
@@ -565,7 +568,10 @@ class FrontSession:
                 with tracing.route_span(name, route.server_id, route.tool, server is not self.hangar.servers.get(
                         route.server_id)):
                     return await self._resolve_inputs(await call(None), call, caller)
-            return await self._resolve_inputs(await call(None), call, caller)
+            result = await call(None)
+            if result.get("resultType") != "input_required":
+                return result  # the common case, without the input rounds' coroutine
+            return await self._resolve_inputs(result, call, caller)
         except UpstreamRpcError as exc:
             raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
                            exc.error.get("data")) from None
