@@ -3,7 +3,9 @@ serving process settles its boot heap into the collector's permanent generation.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+from typing import Any
 
 import orjson
 
@@ -61,3 +63,77 @@ def test_param_header_check_agrees_with_the_sdk_on_every_case() -> None:
             if theirs is not None:
                 assert (ours.code, ours.message) == (theirs.code, theirs.message)
     assert param_header_rejection(annotated, {"region": "eu"}, {}) is not None  # the check still bites
+
+
+def test_insert_rows_writes_every_row_in_order_whatever_the_batch_size(tmp_path: Any) -> None:
+    from mcp_hangar.sqlite import connect_wal, insert_rows
+
+    conn = connect_wal(tmp_path / "t.db", "CREATE TABLE t (n INTEGER PRIMARY KEY AUTOINCREMENT, k INTEGER, "
+                                          "v TEXT, f REAL);", "test database")
+    expected: list[tuple[Any, ...]] = []
+    for size in (0, 1, 5, 255, 256, 257, 600):  # every statement size, alone and combined
+        rows = [(len(expected) + i, None if i % 7 == 0 else f"v'\"{i}", i / 3) for i in range(size)]
+        insert_rows(conn, "INSERT INTO t (k, v, f)", 3, rows)
+        expected += rows
+    assert conn.execute("SELECT k, v, f FROM t ORDER BY n").fetchall() == expected
+    conn.close()
+
+
+def test_a_stored_event_is_its_dict_with_produced_by() -> None:
+    from mcp_hangar.event_log import event_json
+
+    event = ToolInvocationFailed(mcp_server_id="a", tool_name="t", correlation_id="c", duration_ms=2.0,
+                                 error_type="E", error_message="é \"q\"", principal=None)
+    for produced_by in ("", "host \"x\" é"):
+        stored = orjson.loads(event_json(event, produced_by))
+        assert stored == {**orjson.loads(orjson.dumps(event.to_dict())), "produced_by": produced_by}
+        assert list(stored) == [*event.to_dict(), "produced_by"]
+
+
+def test_http_headers_are_read_in_one_pass_and_a_repeated_routing_header_is_named() -> None:
+    from mcp_hangar.front.http import _decode_headers
+
+    headers, duplicated = _decode_headers([(b"Host", b"h"), (b"Mcp-Name", b" a "), (b"x-other", b"1"),
+                                           (b"x-other", b"2")])
+    assert headers == {"host": "h", "mcp-name": "a", "x-other": "2"} and duplicated is None
+    _, duplicated = _decode_headers([(b"mcp-method", b"tools/call"), (b"MCP-Method", b"tools/list")])
+    assert duplicated == "mcp-method"
+
+
+async def test_a_request_gets_a_disconnect_watcher_only_once_it_runs_long() -> None:
+    import asyncio
+
+    from mcp_hangar.front.http import _DisconnectWatch
+
+    watch = _DisconnectWatch()
+    gone = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        await gone.wait()
+        return {"type": "http.disconnect"}
+
+    seen: list[Any] = []
+
+    async def request(hold: asyncio.Event) -> None:
+        current = asyncio.current_task()
+        assert current is not None
+        key, watched = watch.enter(current, receive)
+        seen.append(watched)
+        try:
+            await hold.wait()
+        finally:
+            watch.leave(key)
+
+    quick_hold = asyncio.Event()
+    quick = asyncio.create_task(request(quick_hold))
+    await asyncio.sleep(0)
+    quick_hold.set()
+    await quick
+    assert seen[0].watcher is None  # answered before anyone watched: no task was started for it
+    slow = asyncio.create_task(request(asyncio.Event()))
+    gone.set()  # the client leaves at once; the watcher, started later, still sees it
+    async with asyncio.timeout(10):
+        with contextlib.suppress(asyncio.CancelledError):
+            await slow
+    assert slow.cancelled() and seen[1].gone
+    assert not watch.in_flight
