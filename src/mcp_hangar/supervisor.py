@@ -486,7 +486,8 @@ class ManagedServer(Admission, ResourceWatches):
         key, meta, token = self.callers.enter(caller or Caller(), meta)
         upstream: Upstream | None = None
         try:
-            upstream = await self.ensure_ready()
+            upstream = self.upstream if self.state is State.READY and self.upstream is not None else \
+                await self.ensure_ready()  # a ready server is used at once, without a coroutine
             params: JsonObject = {**extra, "name": tool, "arguments": arguments or {}} if extra else \
                 {"name": tool, "arguments": arguments or {}}
             if meta:

@@ -38,11 +38,14 @@ def prepare_params(params: JsonObject | None, era: Era | None, client_version: s
         envelope[META_CLIENT_INFO] = {"name": CLIENT_NAME, "version": client_version}
         out["_meta"] = envelope
         return out
-    if not isinstance(meta, dict) or not any(k.startswith(RESERVED_PREFIX) for k in meta):
+    if not isinstance(meta, dict):
+        return params
+    kept = {k: v for k, v in meta.items() if not k.startswith(RESERVED_PREFIX)}
+    if len(kept) == len(meta):
         return params
     assert params is not None
-    kept = {k: v for k, v in meta.items() if not k.startswith(RESERVED_PREFIX)}
-    out = {k: v for k, v in params.items() if k != "_meta"}
+    out = dict(params)
+    del out["_meta"]
     if kept:
         out["_meta"] = kept
     return out

@@ -300,6 +300,12 @@ class StdioUpstream:
     # ------------------------------------------------------------------ messages
 
     async def _write(self, message: JsonObject) -> None:
+        if self._enqueue(message):
+            await self._drain()
+
+    def _enqueue(self, message: JsonObject) -> bool:
+        """Queue one line for the end of this loop turn; True when the pipe is full enough that the
+        writer must wait for it to drain (``_drain``)."""
         proc = self._proc
         if proc is None or proc.stdin is None or self._broken is not None:
             raise self._broken or UpstreamCrashedError("the MCP server is not running")
@@ -309,10 +315,18 @@ class StdioUpstream:
         if len(self._out) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
         try:
-            if proc.stdin.transport.get_write_buffer_size() > 64 * 1024:
-                self._flush()
-                async with self._write_lock:
-                    await proc.stdin.drain()
+            return bool(proc.stdin.transport.get_write_buffer_size() > 64 * 1024)
+        except (ConnectionError, RuntimeError, AttributeError):
+            raise UpstreamCrashedError("the MCP server closed its input") from None
+
+    async def _drain(self) -> None:
+        proc = self._proc
+        if proc is None or proc.stdin is None:
+            raise self._broken or UpstreamCrashedError("the MCP server is not running")
+        try:
+            self._flush()
+            async with self._write_lock:
+                await proc.stdin.drain()
         except (ConnectionError, RuntimeError, AttributeError):
             raise UpstreamCrashedError("the MCP server closed its input") from None
 
@@ -345,7 +359,8 @@ class StdioUpstream:
         if params is not None:
             message["params"] = params
         try:
-            await self._write(message)
+            if self._enqueue(message):
+                await self._drain()
             return await future  # the sweep fails it with UpstreamTimeoutError at its deadline
         except asyncio.CancelledError:
             self._cancel_upstream(request_id, "cancelled by the client")
