@@ -137,3 +137,28 @@ async def test_a_request_gets_a_disconnect_watcher_only_once_it_runs_long() -> N
             await slow
     assert slow.cancelled() and seen[1].gone
     assert not watch.in_flight
+
+
+def test_a_typed_listener_hears_only_its_kinds_and_delivery_keeps_registration_order() -> None:
+    from mcp_hangar.events import EventBus, GroupEvent, GroupDeleted, McpServerEvent, ToolInvocationRequested
+
+    bus = EventBus()
+    heard: list[tuple[str, str]] = []
+
+    def everything(event: Any) -> None:
+        heard.append(("all", event.event_type))
+
+    def groups(event: Any) -> None:
+        heard.append(("groups", event.event_type))
+
+    bus.add_listener(groups, (GroupEvent,))
+    bus.add_listener(everything)
+    bus.add_listener(lambda e: heard.append(("servers", e.event_type)), (McpServerEvent,))
+    bus.publish(ToolInvocationRequested(mcp_server_id="s", tool_name="t", correlation_id="c"))
+    bus.publish(GroupDeleted(group_id="g"))  # a subclass of a declared kind is heard
+    assert heard == [("all", "ToolInvocationRequested"), ("servers", "ToolInvocationRequested"),
+                     ("groups", "GroupDeleted"), ("all", "GroupDeleted")]
+    bus.remove_listener(groups)
+    heard.clear()
+    bus.publish(GroupDeleted(group_id="g"))
+    assert heard == [("all", "GroupDeleted")]

@@ -295,18 +295,29 @@ class EventBus:
 
     def __init__(self) -> None:
         # Tuples, replaced on every change: delivery iterates them as they were, without a copy per event.
-        self._listeners: tuple[Listener, ...] = ()
+        self._listeners: tuple[tuple[Listener, tuple[type[Event], ...] | None], ...] = ()
         self._subscriptions: tuple[Subscription, ...] = ()
+        self._for_class: dict[type[Event], tuple[Listener, ...]] = {}  # event class -> its listeners, in order
         self._queue: deque[Event] = deque()
         self._delivering = False
 
-    def add_listener(self, listener: Listener) -> None:
-        self._listeners += (listener,)
+    def add_listener(self, listener: Listener, types: tuple[type[Event], ...] | None = None) -> None:
+        """Call ``listener(event)`` inline for every event, or only for events of ``types`` (and their
+        subclasses): a listener that acts on a few kinds says which, and every other event (two per tool
+        call) skips it."""
+        self._listeners += ((listener, types),)
+        self._for_class = {}
 
     def remove_listener(self, listener: Listener) -> None:
-        if listener in self._listeners:
-            index = self._listeners.index(listener)
-            self._listeners = self._listeners[:index] + self._listeners[index + 1:]
+        self._listeners = tuple(entry for entry in self._listeners if entry[0] != listener)
+        self._for_class = {}
+
+    def _listeners_of(self, cls: type[Event]) -> tuple[Listener, ...]:
+        found = self._for_class.get(cls)
+        if found is None:
+            found = self._for_class[cls] = tuple(
+                listener for listener, types in self._listeners if types is None or issubclass(cls, types))
+        return found
 
     def subscribe(self, maxsize: int = 1024, predicate: Callable[[Event], bool] | None = None) -> Subscription:
         sub = Subscription(self, maxsize, predicate)
@@ -340,7 +351,7 @@ class EventBus:
             self._delivering = False
 
     def _deliver(self, event: Event) -> None:
-        for listener in self._listeners:
+        for listener in self._listeners_of(event.__class__):
             try:
                 listener(event)
             except Exception:  # a broken observer must never break the publisher

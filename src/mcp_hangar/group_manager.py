@@ -46,6 +46,7 @@ from .supervisor import ManagedServer
 
 log = logging.getLogger(__name__)
 
+_MEMBER_EVENTS = (McpServerStateChanged, HealthCheckPassed, HealthCheckFailed)  # what moves a member's health
 TICK_S = 0.25  # how often members out of rotation are looked at (each is checked every check_interval_s)
 Spawn = Callable[[Coroutine[Any, Any, Any]], None]
 
@@ -64,7 +65,7 @@ class GroupManager:
         self._by_member: dict[str, list[tuple[Group, Member]]] = {}
         self._changes = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        bus.add_listener(self._on_event)
+        bus.add_listener(self._on_event, _MEMBER_EVENTS)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -304,7 +305,7 @@ class GroupManager:
     # ------------------------------------------------------------------ health from events
 
     def _on_event(self, event: Event) -> None:
-        if not isinstance(event, (McpServerStateChanged, HealthCheckPassed, HealthCheckFailed)):
+        if not isinstance(event, _MEMBER_EVENTS):
             return
         entries = self._by_member.get(event.mcp_server_id)
         if not entries:

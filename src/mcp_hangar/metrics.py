@@ -41,6 +41,9 @@ PREFIX = "mcp_hangar_"
 GROUP_STATES = ("inactive", "partial", "healthy", "degraded")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+# What Metrics.on_event acts on (the bus calls it for these only).
+_METRIC_EVENTS = (GroupEvent, ToolInvocationCompleted, ToolInvocationFailed, McpServerStateChanged, McpServerStarted,
+                  McpServerStopped, HealthCheckPassed, HealthCheckFailed, McpServerRegistered, McpServerDeregistered)
 
 
 class Metrics:
@@ -83,7 +86,7 @@ class Metrics:
             self._set_state(server.server_id, server.state.value)
         for gid in hangar.groups.groups:
             self._group_gauges(gid)
-        hangar.bus.add_listener(self.on_event)
+        hangar.bus.add_listener(self.on_event, _METRIC_EVENTS)
         self._init_observability(hangar)
 
     def _set_state(self, server_id: str, state: str) -> None:
@@ -113,6 +116,7 @@ class Metrics:
         self.group_circuit_open.labels(gid).set(0 if group.circuit.state == "closed" else 1)
 
     def on_event(self, event: Event) -> None:
+        """Events of ``_METRIC_EVENTS`` only (the bus skips the rest): keep the two in step."""
         if isinstance(event, GroupEvent):
             with contextlib.suppress(KeyError):  # a removal of labels never set
                 self._group_event(event)

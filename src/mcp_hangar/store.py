@@ -323,7 +323,7 @@ class HistoryWriter:
         self._buffer: list[Event] = []
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
-        bus.add_listener(self._on_event)
+        bus.add_listener(self._on_event, (ToolInvocationCompleted, ToolInvocationFailed))
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, (ToolInvocationCompleted, ToolInvocationFailed)):

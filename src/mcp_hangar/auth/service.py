@@ -97,7 +97,7 @@ class AuthService:
         for scope, target, allow, deny in state["policies"]:
             self.policies.set_rest(scope, target, allow, deny)
         self._refresh_config_policies()
-        self.bus.add_listener(self._on_event)
+        self.bus.add_listener(self._on_event, _FLEET_EVENTS)
         self._task = asyncio.get_running_loop().create_task(self._touch_loop(), name="auth-last-used")
 
     async def close(self) -> None:

@@ -22,7 +22,7 @@ class DiscoveryMetrics:
                                 ["source"], registry=registry)
         self.duration = Gauge(prefix + "discovery_cycle_duration_seconds", "Duration of the last cycle",
                               ["source"], registry=registry)
-        bus.add_listener(self.on_event)
+        bus.add_listener(self.on_event, (DiscoveryCycleCompleted,))
 
     def on_event(self, event: Event) -> None:
         if not isinstance(event, DiscoveryCycleCompleted):

@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
 MANAGEMENT = "hangar"  # the pseudo server id of the management tools
+# Events that may change the exposed tools (the bus calls the catalogue for these only).
+_CATALOG_EVENTS = (McpServerRegistered, McpServerDeregistered, McpServerToolsChanged, McpServerStarted,
+                   McpServerUpdated, GroupCreated, GroupDeleted, GroupMemberAdded, GroupMemberRemoved)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +62,7 @@ class Catalog:
         self._by_name: dict[str, JsonObject] = {}
         self.fingerprint = ""
         self._listeners: list[Callable[[], None]] = []
-        hangar.bus.add_listener(self._on_event)
+        hangar.bus.add_listener(self._on_event, _CATALOG_EVENTS)
 
     def close(self) -> None:
         self._hangar.bus.remove_listener(self._on_event)
@@ -69,9 +72,7 @@ class Catalog:
         self._listeners.append(callback)
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, (McpServerRegistered, McpServerDeregistered, McpServerToolsChanged,
-                              McpServerStarted, McpServerUpdated, GroupCreated, GroupDeleted, GroupMemberAdded,
-                              GroupMemberRemoved)):
+        if isinstance(event, _CATALOG_EVENTS):
             self._dirty = True
             before = self.fingerprint
             self._rebuild()

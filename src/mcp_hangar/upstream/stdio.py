@@ -449,6 +449,15 @@ class StdioUpstream:
                     return
         log.warning("%s: discarded an oversized message (%d bytes) with no known id", self.server_id, size)
 
+    def _parse_line(self, line: bytes) -> Any:
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            shown = line[:200].decode("utf-8", "replace")
+            self._on_stderr(f"[hangar] invalid line on stdout: {shown}")
+            raise UpstreamProtocolError(
+                f"the MCP server wrote something that is not JSON-RPC on stdout: {shown!r}") from None
+
     async def _read_stdout(self) -> None:
         proc = self._proc
         assert proc is not None and proc.stdout is not None
@@ -466,6 +475,11 @@ class StdioUpstream:
                 while True:
                     nl = chunk.find(b"\n", start)
                     piece = chunk[start:] if nl < 0 else chunk[start:nl]
+                    if nl >= 0 and not buf and not discarding and len(piece) <= self._max:
+                        start = nl + 1  # a whole line inside this chunk: parsed as it is, no buffer copies
+                        if piece.strip():
+                            self._dispatch(self._parse_line(piece))
+                        continue
                     if discarding:
                         discarded += len(piece)
                     elif len(buf) + len(piece) > self._max:
@@ -485,15 +499,7 @@ class StdioUpstream:
                     buf.clear()
                     if not line.strip():
                         continue
-                    try:
-                        message = orjson.loads(line)
-                    except orjson.JSONDecodeError:
-                        shown = line[:200].decode("utf-8", "replace")
-                        self._on_stderr(f"[hangar] invalid line on stdout: {shown}")
-                        raise UpstreamProtocolError(
-                            f"the MCP server wrote something that is not JSON-RPC on stdout: {shown!r}"
-                        ) from None
-                    self._dispatch(message)
+                    self._dispatch(self._parse_line(line))
         except UpstreamProtocolError as exc:
             self._break(exc)
             await self._terminate_broken()
