@@ -140,7 +140,7 @@ async def test_a_request_gets_a_disconnect_watcher_only_once_it_runs_long() -> N
 
 
 def test_a_typed_listener_hears_only_its_kinds_and_delivery_keeps_registration_order() -> None:
-    from mcp_hangar.events import EventBus, GroupEvent, GroupDeleted, McpServerEvent, ToolInvocationRequested
+    from mcp_hangar.events import EventBus, GroupDeleted, GroupEvent, McpServerEvent, ToolInvocationRequested
 
     bus = EventBus()
     heard: list[tuple[str, str]] = []
