@@ -166,10 +166,13 @@ class McpHttpEndpoint:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             return None
+        message = await receive()
+        if message["type"] == "http.request" and not message.get("more_body"):
+            body: bytes = message.get("body", b"")  # the whole body in one message: the usual case
+            return body if len(body) <= self.max_body else None
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
             if message["type"] == "http.disconnect":
                 return b""
             body = message.get("body", b"")
@@ -179,6 +182,7 @@ class McpHttpEndpoint:
             chunks.append(body)
             if not message.get("more_body"):
                 return b"".join(chunks)
+            message = await receive()
 
     async def _post(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                     duplicated: str | None) -> None:

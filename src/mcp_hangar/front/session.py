@@ -385,6 +385,8 @@ class FrontSession:
                                   "ttlMs": 0, "cacheScope": "private"}
         elif method in ("ping", "logging/setLevel", "initialize"):
             raise RpcError(METHOD_NOT_FOUND, f"method not found in protocol 2026-07-28: {method}")
+        elif method == "tools/call":
+            result = await self._tools_call(params)  # the hot path, one coroutine fewer than _common
         elif method == "subscriptions/listen":
             result = await self._listen(params)
         else:
