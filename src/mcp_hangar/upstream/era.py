@@ -24,6 +24,8 @@ META_CAPABILITIES = RESERVED_PREFIX + "clientCapabilities"
 META_CLIENT_INFO = RESERVED_PREFIX + "clientInfo"
 META_LOG_LEVEL = RESERVED_PREFIX + "logLevel"
 KEPT_FOR_MODERN = (META_CAPABILITIES, META_LOG_LEVEL)
+# The envelope keys a front request usually carries: a _meta made of these only is dropped whole.
+USUAL_ENVELOPE = frozenset({META_VERSION, META_CAPABILITIES, META_CLIENT_INFO, META_LOG_LEVEL})
 
 
 def prepare_params(params: JsonObject | None, era: Era | None, client_version: str) -> JsonObject | None:
@@ -40,7 +42,8 @@ def prepare_params(params: JsonObject | None, era: Era | None, client_version: s
         return out
     if not isinstance(meta, dict):
         return params
-    kept = {k: v for k, v in meta.items() if not k.startswith(RESERVED_PREFIX)}
+    kept = {} if meta.keys() <= USUAL_ENVELOPE else \
+        {k: v for k, v in meta.items() if not k.startswith(RESERVED_PREFIX)}
     if len(kept) == len(meta):
         return params
     assert params is not None
