@@ -28,16 +28,7 @@ from .cells import Cell, measure_cell
 from .clients import HttpClient
 
 HERE = Path(__file__).resolve().parent
-FAST_SERVER = HERE / "fast_server.py"
 BARE_ASGI = HERE / "bare_asgi.py"
-
-
-def _config(folder: Path) -> Path:
-    cfg = folder / "config.yaml"
-    cfg.write_text("mcp_servers:\n  fast:\n    mode: subprocess\n"
-                   f"    command: [{procs.yaml_str(procs.PYTHON)}, {procs.yaml_str(str(FAST_SERVER))}]\n"
-                   "    protocol: legacy\n")
-    return cfg
 
 
 def _cpu(pid: int) -> float:
@@ -64,7 +55,7 @@ async def _round(name: str, base: str, pid: int, folder: Path, seconds: float, b
 async def _main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="hangar-cpu-") as tmp, contextlib.ExitStack() as stack:
         folder = Path(tmp)
-        cfg = _config(folder)
+        cfg = procs.fast_config(folder)
         targets: dict[str, tuple[str, int]] = {}
         port = procs.free_port()
         proc, _ = stack.enter_context(procs.http_process([procs.PYTHON, str(BARE_ASGI), "--port", str(port)],

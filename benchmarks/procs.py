@@ -27,6 +27,18 @@ def free_port() -> int:
         return port
 
 
+FAST_SERVER = Path(__file__).resolve().parent / "fast_server.py"
+
+
+def fast_config(folder: Path) -> Path:
+    """A config file in ``folder`` with one server, ``fast``: the fast upstream in the legacy era."""
+    cfg = folder / "config.yaml"
+    cfg.write_text("mcp_servers:\n  fast:\n    mode: subprocess\n"
+                   f"    command: [{yaml_str(PYTHON)}, {yaml_str(str(FAST_SERVER))}]\n"
+                   "    protocol: legacy\n")
+    return cfg
+
+
 def compile_bytecode() -> None:
     """Write the bytecode of Hangar's sources, as an installed package has it, so that a boot reads .pyc
     files instead of compiling: with PYTHONDONTWRITEBYTECODE set (as on some machines) every boot would

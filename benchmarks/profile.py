@@ -24,16 +24,7 @@ from . import procs, wrk
 from .cells import Cell, measure_cell
 from .clients import HttpClient, StdioClient
 
-FAST_SERVER = Path(__file__).resolve().parent / "fast_server.py"
 IDLE = ("select (selectors.py", "run_forever", "_run_once", "poll (selectors.py", "uv_run")
-
-
-def _config(folder: Path) -> Path:
-    cfg = folder / "config.yaml"
-    cfg.write_text("mcp_servers:\n  fast:\n    mode: subprocess\n"
-                   f"    command: [{procs.yaml_str(procs.PYTHON)}, {procs.yaml_str(str(FAST_SERVER))}]\n"
-                   "    protocol: legacy\n")
-    return cfg
 
 
 def summarize(raw: str, top: int) -> dict[str, Any]:
@@ -64,7 +55,7 @@ def summarize(raw: str, top: int) -> dict[str, Any]:
 
 
 async def _drive(front: str, folder: Path, calls: int, concurrency: int, out: Path) -> None:
-    cfg = _config(folder)
+    cfg = procs.fast_config(folder)
     client: Any
     if front == "stdio":
         client = StdioClient([procs.CLI, "serve", "-c", str(cfg), "--data-dir", str(folder / "data"),
