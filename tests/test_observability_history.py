@@ -3,6 +3,9 @@ configurable retention (``observability.history_retention``)."""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 import pytest
 
 from conftest import raw_server
@@ -57,3 +60,23 @@ def test_the_observability_section_is_validated_with_hints() -> None:
         parse_config_text("observability:\n  event_log_max_events: 0\n", "hangar.yaml")
     cfg, _, _ = parse_config_text("observability:\n  tracing: true\n  ws_queue_size: 64\n", "hangar.yaml")
     assert cfg.observability.tracing and cfg.observability.ws_queue_size == 64
+
+
+async def test_a_refused_history_write_loses_no_record_and_is_retried(api_factory) -> None:
+    hangar, client = await api_factory({"s": raw_server()})
+
+    def sql(statement: str) -> None:  # the real database says no (a trigger), then yes again
+        with contextlib.closing(sqlite3.connect(hangar.store.path)) as conn:
+            conn.execute(statement)
+            conn.commit()
+
+    sql("CREATE TRIGGER refuse BEFORE INSERT ON invocations BEGIN SELECT RAISE(ABORT, 'refused'); END")
+    for text in ("a", "b", "c"):
+        await hangar.call_tool("s", "echo", {"text": text})
+    await hangar.history.flush()
+    assert (await client.get("/api/mcp_servers/s/tools/history")).json()["total"] == 0
+    sql("DROP TRIGGER refuse")
+    await hangar.history.flush()
+    body = (await client.get("/api/mcp_servers/s/tools/history")).json()
+    assert body["total"] == 3 and len({r["correlation_id"] for r in body["history"]}) == 3
+    assert hangar.history.dropped == 0

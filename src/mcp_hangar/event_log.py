@@ -43,7 +43,7 @@ from .config import EventStoreSettings
 from .errors import CompactionError, StoreError, ValidationError
 from .event_fold import fold, initial
 from .events import Event, EventBus
-from .sqlite import flush_loop
+from .sqlite import WriteFailures, flush_loop
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -126,7 +126,7 @@ class EventLog(abc.ABC):
         self._flush_lock = asyncio.Lock()
         self._retire_lock = asyncio.Lock()
         self._written_since_prune = 0
-        self._failing_since: float | None = None  # monotonic time of the first failed write, until one succeeds
+        self._failures = WriteFailures(log, "event log")
         bus.add_listener(self._on_event)
 
     # ------------------------------------------------------------------ the publisher's path
@@ -200,10 +200,7 @@ class EventLog(abc.ABC):
                 except StoreError as exc:
                     self._keep_unwritten(chunk, batch, exc)
                     return
-            if self._failing_since is not None:
-                log.warning("the event log is written again (after %.1f s of failed writes)",
-                            time.monotonic() - self._failing_since)
-                self._failing_since = None
+            self._failures.succeeded()
         if prune_below > 1:
             try:
                 await self.retire_below(prune_below)
@@ -220,12 +217,7 @@ class EventLog(abc.ABC):
             rest.popleft()
             self.dropped += 1
         self._pending = rest
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            log.error("could not write to the event log (%s); %d events kept, retried at every flush",
-                      exc.message, len(rest))
-        else:
-            log.debug("the event log still refuses writes (%s); %d events kept", exc.message, len(rest))
+        self._failures.failed(exc.message, len(rest))
 
     async def close(self) -> None:
         self._bus.remove_listener(self._on_event)

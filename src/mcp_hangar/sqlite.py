@@ -8,8 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -76,6 +78,30 @@ async def flush_loop(wake: asyncio.Event, interval: float, flush: Callable[[], A
             await asyncio.wait_for(wake.wait(), interval)
         wake.clear()
         await flush()
+
+
+class WriteFailures:
+    """Says once that a background writer's database refuses its rows (the rows are kept and retried at
+    every flush), and once that it writes again; the failures in between go to DEBUG."""
+
+    def __init__(self, logger: logging.Logger, what: str) -> None:
+        self.log = logger
+        self.what = what
+        self.since: float | None = None  # monotonic time of the first failed write, until one succeeds
+
+    def failed(self, message: str, kept: int) -> None:
+        if self.since is None:
+            self.since = time.monotonic()
+            self.log.error("could not write to the %s (%s); %d kept, retried at every flush", self.what,
+                           message, kept)
+        else:
+            self.log.debug("the %s still refuses writes (%s); %d kept", self.what, message, kept)
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            self.log.warning("the %s is written again (after %.1f s of failed writes)", self.what,
+                             time.monotonic() - self.since)
+            self.since = None
 
 
 # Rows per multi-row INSERT, largest first: a batch is cut into these sizes, so the connection's

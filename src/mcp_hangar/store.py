@@ -20,7 +20,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
-from .sqlite import SqliteAccess, connect_wal, flush_loop, insert_rows
+from .sqlite import SqliteAccess, WriteFailures, connect_wal, flush_loop, insert_rows
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -310,6 +310,7 @@ class Store(SqliteAccess):
 
 
 HISTORY_CHUNK = 5_000  # invocation records per write (one transaction)
+HISTORY_MAX_PENDING = 200_000  # records waiting for a database that refuses them; beyond, the oldest go
 
 
 class HistoryWriter:
@@ -323,6 +324,8 @@ class HistoryWriter:
         self._buffer: list[Event] = []
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._failures = WriteFailures(log, "invocation history")
+        self.dropped = 0  # records never written because the database refused them too long
         bus.add_listener(self._on_event, (ToolInvocationCompleted, ToolInvocationFailed))
 
     def _on_event(self, event: Event) -> None:
@@ -338,9 +341,14 @@ class HistoryWriter:
             for start in range(0, len(batch), HISTORY_CHUNK):
                 try:
                     await self._store.append_invocations(batch[start:start + HISTORY_CHUNK])
-                except StoreError:
-                    log.exception("could not write %d invocation records", len(batch) - start)
+                except StoreError as exc:
+                    # Kept, in order, for the next flush; beyond the bound the oldest are not written.
+                    kept = batch[start:] + self._buffer
+                    self.dropped += max(0, len(kept) - HISTORY_MAX_PENDING)
+                    self._buffer = kept[-HISTORY_MAX_PENDING:]
+                    self._failures.failed(exc.message, len(self._buffer))
                     return
+            self._failures.succeeded()
 
     async def run(self) -> None:
         """Flush periodically until cancelled; the final flush happens in ``close``."""
