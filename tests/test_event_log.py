@@ -4,6 +4,7 @@ server answers)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,28 @@ async def test_postgresql_reconnects_when_its_session_ends(pg_schema: tuple[str,
     assert [(s.position, s.version) for s in await log.read(0, log.position)] == [(1, 1), (2, 2)]
     assert (await log.bounds())[2] == 2  # reads work on the new session too
     await log.close()
+
+
+async def test_failed_writes_are_said_once_their_end_once_and_a_close_counts_what_is_left(
+        make_log: LogFactory, write_refusal: WriteRefusal, caplog: pytest.LogCaptureFixture) -> None:
+    bus = EventBus()
+    log = await opened(make_log, bus)
+    caplog.set_level(logging.DEBUG, logger="mcp_hangar.event_log")
+    write_refusal.on()
+    for _ in range(3):  # three refused flushes: one ERROR, the rest at DEBUG
+        bus.publish(state("a"))
+        await log.flush()
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "mcp_hangar.event_log"]
+    assert [level for level, _ in said] == [logging.ERROR, logging.DEBUG, logging.DEBUG]
+    assert "could not write to the event log" in said[0][1] and "1 kept" in said[0][1]
+    caplog.clear()
+    write_refusal.off()
+    await log.flush()
+    assert [r.levelno for r in caplog.records if r.name == "mcp_hangar.event_log"] == [logging.WARNING]
+    assert len(await log.read(0, log.position)) == 3
+    write_refusal.on()
+    bus.publish(state("b"))
+    caplog.clear()
+    await log.close()  # the last event cannot be written: said, not raised
+    assert any("1 events could not be written to the event log before closing" in r.getMessage()
+               for r in caplog.records)

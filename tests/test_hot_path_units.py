@@ -117,12 +117,12 @@ async def test_a_request_gets_a_disconnect_watcher_only_once_it_runs_long() -> N
     async def request(hold: asyncio.Event) -> None:
         current = asyncio.current_task()
         assert current is not None
-        key, watched = watch.enter(current, receive)
+        watched = watch.enter(current, receive)
         seen.append(watched)
         try:
             await hold.wait()
         finally:
-            watch.leave(key)
+            watch.leave(watched)
 
     quick_hold = asyncio.Event()
     quick = asyncio.create_task(request(quick_hold))

@@ -13,7 +13,7 @@ import orjson
 from .errors import StoreError
 from .event_log import _COLUMNS, EventLog, Snapshot, StoredEvent, _Pending, _stored
 from .events import EventBus
-from .sqlite import SqliteAccess, connect_wal, insert_rows
+from .sqlite import SqliteAccess, connect_wal, insert_rows, transaction
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -80,17 +80,12 @@ class SqliteEventLog(SqliteAccess, EventLog):
             for _, stream, version, _ in batch:
                 last[stream] = version
             now = time.time()
-            c.execute("BEGIN")
-            try:
+            with transaction(c):
                 insert_rows(c, f"INSERT OR REPLACE INTO events ({_COLUMNS})", 7, rows)
                 c.executemany(
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(stream_id) DO UPDATE SET version = MAX(version, excluded.version), "
                     "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
 
         await self._run(work)
 

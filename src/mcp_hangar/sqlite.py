@@ -12,7 +12,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -78,6 +78,19 @@ async def flush_loop(wake: asyncio.Event, interval: float, flush: Callable[[], A
             await asyncio.wait_for(wake.wait(), interval)
         wake.clear()
         await flush()
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    """One transaction on an autocommit connection: committed at the end, rolled back on any error, so
+    a failed write never leaves the connection inside a transaction."""
+    conn.execute("BEGIN")
+    try:
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 class WriteFailures:

@@ -20,7 +20,7 @@ import orjson
 
 from .errors import StoreError
 from .events import Event, EventBus, ToolInvocationCompleted, ToolInvocationFailed
-from .sqlite import SqliteAccess, WriteFailures, connect_wal, flush_loop, insert_rows
+from .sqlite import SqliteAccess, WriteFailures, connect_wal, flush_loop, insert_rows, transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,8 +139,7 @@ class Store(SqliteAccess):
             if not rows:
                 return
             servers = {r[0] for r in rows}
-            c.execute("BEGIN")
-            try:
+            with transaction(c):
                 insert_rows(c, "INSERT INTO invocations (server_id, event_id, event_type, tool_name, "
                                "correlation_id, occurred_at, outcome, duration_ms, data)", 9, rows)
                 for sid in servers:  # retention: keep the newest `keep` records per server
@@ -148,10 +147,6 @@ class Store(SqliteAccess):
                         "DELETE FROM invocations WHERE server_id = ? AND position <= "
                         "(SELECT position FROM invocations WHERE server_id = ? ORDER BY position DESC "
                         "LIMIT 1 OFFSET ?)", (sid, sid, keep))
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")  # a failed write must not leave the connection inside a transaction
-                raise
 
         await self._run(work)
 
@@ -328,11 +323,10 @@ class HistoryWriter:
         self.dropped = 0  # records never written because the database refused them too long
         bus.add_listener(self._on_event, (ToolInvocationCompleted, ToolInvocationFailed))
 
-    def _on_event(self, event: Event) -> None:
-        if isinstance(event, (ToolInvocationCompleted, ToolInvocationFailed)):
-            self._buffer.append(event)
-            if len(self._buffer) >= self._batch:
-                self._wake.set()
+    def _on_event(self, event: Event) -> None:  # invocation outcomes only (the listener's types)
+        self._buffer.append(event)
+        if len(self._buffer) >= self._batch:
+            self._wake.set()
 
     async def flush(self) -> None:
         async with self._flush_lock:

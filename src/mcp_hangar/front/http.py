@@ -380,10 +380,10 @@ class _LazyStream:
 class _Watched:
     """A modern request in flight whose client may go away (see ``_DisconnectWatch``)."""
 
-    __slots__ = ("gone", "receive", "running", "since", "task", "watcher")
+    __slots__ = ("gone", "key", "receive", "running", "since", "task", "watcher")
 
-    def __init__(self, task: asyncio.Task[Any], receive: Receive, since: float) -> None:
-        self.task, self.receive, self.since = task, receive, since
+    def __init__(self, key: int, task: asyncio.Task[Any], receive: Receive, since: float) -> None:
+        self.key, self.task, self.receive, self.since = key, task, receive, since
         self.running = True
         self.gone = False
         self.watcher: asyncio.Task[None] | None = None
@@ -409,16 +409,16 @@ class _DisconnectWatch:
         self._ids = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
-    def enter(self, task: asyncio.Task[Any], receive: Receive) -> tuple[int, _Watched]:
+    def enter(self, task: asyncio.Task[Any], receive: Receive) -> _Watched:
         loop = asyncio.get_running_loop()
         key = next(self._ids)
-        watched = self.in_flight[key] = _Watched(task, receive, loop.time())
+        watched = self.in_flight[key] = _Watched(key, task, receive, loop.time())
         if self._timer is None:
             self._timer = loop.call_later(WATCH_AFTER_S, self._start_due)
-        return key, watched
+        return watched
 
-    def leave(self, key: int) -> None:
-        watched = self.in_flight.pop(key)
+    def leave(self, watched: _Watched) -> None:
+        del self.in_flight[watched.key]
         watched.running = False
         if watched.watcher is not None:
             watched.watcher.cancel()
@@ -453,15 +453,14 @@ async def _serve_request(session: FrontSession, receive: Receive, send: Send, he
     try:
         response = await session.handle(message, headers=headers)
     except asyncio.CancelledError:
-        if watched is not None and watched[1].gone and current is not None:
-            current.uncancel()
+        if watched is not None and watched.gone:
+            watched.task.uncancel()
             return  # the client went away: nothing to answer
         raise
     finally:
         REQUEST_CHANNEL.reset(token)
-        if watched is not None:
-            assert watch is not None
-            watch.leave(watched[0])
+        if watch is not None and watched is not None:
+            watch.leave(watched)
     if response is None:
         await _plain(send, 202, "")
     else:
