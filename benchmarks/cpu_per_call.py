@@ -6,7 +6,8 @@ Starts the bare ASGI endpoint, Hangar from this checkout (``this``) and, with ``
 that ``src`` folder first on ``PYTHONPATH`` (``other``), each serving the fast upstream. Every round runs,
 for each target in turn: 2,000 httpx calls at concurrency 1 (p50), then wrk at 32 connections; Hangar's
 CPU (user + system of the process and its threads, from /proc) is read before wrk and after its
-background writers have settled, so the figure per call includes the event log and history writes. On a
+background writers have settled, so the figure per call includes the event log and history writes; the
+event loop's thread is reported on its own too (it is what bounds the throughput of one process). On a
 shared machine calls/s moves with the neighbours; CPU per call moves much less."""
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ HERE = Path(__file__).resolve().parent
 BARE_ASGI = HERE / "bare_asgi.py"
 
 
-def _cpu(pid: int) -> float:
-    t = psutil.Process(pid).cpu_times()
-    return float(t.user + t.system)
+def _cpu(pid: int) -> tuple[float, float]:
+    """CPU seconds of the whole process and of its main thread (the event loop's: the bottleneck)."""
+    proc = psutil.Process(pid)
+    t = proc.cpu_times()
+    main = next((x for x in proc.threads() if x.id == pid), None)
+    return float(t.user + t.system), float(main.user_time + main.system_time) if main else 0.0
 
 
 async def _round(name: str, base: str, pid: int, folder: Path, seconds: float, base_n: int) -> dict[str, Any]:
@@ -47,9 +51,11 @@ async def _round(name: str, base: str, pid: int, folder: Path, seconds: float, b
     before = _cpu(pid)
     tp = await asyncio.to_thread(wrk.throughput, base + "/mcp", seconds, 32, folder)
     await asyncio.to_thread(procs.settle, pid)
-    used = _cpu(pid) - before
+    after = _cpu(pid)
+    calls = max(tp["calls"], 1)
     return {"p50_ms": statistics.median(cell.samples_ms), "errors": cell.errors + tp["errors"],
-            "wrk_per_s": tp["throughput_per_s"], "cpu_us_per_call": used / max(tp["calls"], 1) * 1e6}
+            "wrk_per_s": tp["throughput_per_s"], "cpu_us_per_call": (after[0] - before[0]) / calls * 1e6,
+            "loop_us_per_call": (after[1] - before[1]) / calls * 1e6}
 
 
 async def _main(args: argparse.Namespace) -> None:
@@ -80,7 +86,7 @@ async def _main(args: argparse.Namespace) -> None:
                 res = await _round(name, base, pid, folder, args.seconds, 100_000 * (r + 1))
                 results[name].append(res)
                 print(f"round {r + 1} {name:6s} p50 {res['p50_ms']:.3f} ms  wrk {res['wrk_per_s']:8,.0f}/s  "
-                      f"cpu {res['cpu_us_per_call']:6.1f} us/call  errors {res['errors']}", flush=True)
+                      f"cpu {res['cpu_us_per_call']:6.1f} us/call (loop thread {res['loop_us_per_call']:6.1f})  errors {res['errors']}", flush=True)
         print(f"\nload average {os.getloadavg()}")
         bare_p50 = statistics.median(x["p50_ms"] for x in results["bare"])
         bare_tp = statistics.median(x["wrk_per_s"] for x in results["bare"])
@@ -88,8 +94,9 @@ async def _main(args: argparse.Namespace) -> None:
             p50 = statistics.median(x["p50_ms"] for x in rows)
             tp = statistics.median(x["wrk_per_s"] for x in rows)
             cpu = statistics.median(x["cpu_us_per_call"] for x in rows)
+            loop = statistics.median(x["loop_us_per_call"] for x in rows)
             print(f"{name:6s} median p50 {p50:.3f} ms ({p50 / bare_p50:.2f}x bare)  wrk {tp:,.0f}/s "
-                  f"({tp / bare_tp:.0%} of bare)  cpu {cpu:.1f} us/call")
+                  f"({tp / bare_tp:.0%} of bare)  cpu {cpu:.1f} us/call (loop thread {loop:.1f})")
 
 
 def main() -> None:
