@@ -86,7 +86,8 @@ async def _main(args: argparse.Namespace) -> None:
                 res = await _round(name, base, pid, folder, args.seconds, 100_000 * (r + 1))
                 results[name].append(res)
                 print(f"round {r + 1} {name:6s} p50 {res['p50_ms']:.3f} ms  wrk {res['wrk_per_s']:8,.0f}/s  "
-                      f"cpu {res['cpu_us_per_call']:6.1f} us/call (loop thread {res['loop_us_per_call']:6.1f})  errors {res['errors']}", flush=True)
+                      f"cpu {res['cpu_us_per_call']:6.1f} us/call (loop thread {res['loop_us_per_call']:6.1f})  "
+                      f"errors {res['errors']}", flush=True)
         print(f"\nload average {os.getloadavg()}")
         bare_p50 = statistics.median(x["p50_ms"] for x in results["bare"])
         bare_tp = statistics.median(x["wrk_per_s"] for x in results["bare"])

@@ -136,8 +136,10 @@ def _boot_memory(results: dict[str, Any]) -> list[str]:
         f"- scale: `GET /api/mcp_servers` with {many['servers']:,} servers p50 {many['list_servers']['p50_ms']} ms, "
         f"p90 {many['list_servers']['p90_ms']} ms ({many['list_servers']['n']} requests); aggregated `tools/list` "
         f"over {cat['servers']} ready servers x {cat['tools_each']} tools ({cat['listed_tools']:,} tools with the "
-        f"management ones, {cat['pages']} pages, all fetched) p50 {cat['full_list']['p50_ms']} ms, "
-        f"p90 {cat['full_list']['p90_ms']} ms ({cat['full_list']['n']} listings)",
+        f"management ones, {cat['pages']} pages, all fetched) with the raw keep-alive client p50 "
+        f"{cat['full_list']['p50_ms']} ms, p90 {cat['full_list']['p90_ms']} ms ({cat['full_list']['n']} listings); "
+        f"with httpx (alternated) p50 {cat['full_list_httpx']['p50_ms']} ms, "
+        f"p90 {cat['full_list_httpx']['p90_ms']} ms",
     ]
     return lines
 

@@ -93,8 +93,9 @@ def targets(results: dict[str, Any]) -> list[Row]:
     catalogue = results["fleet"]["catalogue"]
     tools = catalogue["full_list"]["p50_ms"]
     rows.append((f"GET /api/mcp_servers with {many['servers']:,} servers; aggregated tools/list of "
-                 f"{catalogue['upstream_tools']:,} tools (every page)", "p50 <= 20 ms; p50 <= 10 ms",
-                 f"{listing:.1f} ms; {tools:.1f} ms ({catalogue['pages']} pages)",
+                 f"{catalogue['upstream_tools']:,} tools (every page, raw client)", "p50 <= 20 ms; p50 <= 10 ms",
+                 f"{listing:.1f} ms; {tools:.1f} ms ({catalogue['pages']} pages; httpx "
+                 f"{catalogue['full_list_httpx']['p50_ms']:.1f} ms)",
                  _verdict(listing <= 20 and tools <= 10)))
     cold = results["fleet"]["cold_start"]
     rows.append((f"cold start: {cold['concurrent_calls']} concurrent first calls on one lazy server",

@@ -72,3 +72,4 @@ def test_quick_run_measures_throughput_boot_memory_and_fleet(quick_results: tupl
     assert _positive(many["list_servers"]["p50_ms"])
     catalogue = results["fleet"]["catalogue"]
     assert catalogue["listed_tools"] >= catalogue["upstream_tools"] and _positive(catalogue["full_list"]["p50_ms"])
+    assert _positive(catalogue["full_list_httpx"]["p50_ms"])
