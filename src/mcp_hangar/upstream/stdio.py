@@ -73,6 +73,26 @@ class _Pending:
         self.deadline = deadline  # loop time
 
 
+class _ProcessProtocol(asyncio.subprocess.SubprocessStreamProtocol):
+    """The child's protocol: stdout is parsed where the pipe delivers it, with no stream in between and no
+    task to wake per read (stdin and stderr stay streams)."""
+
+    def __init__(self, upstream: StdioUpstream, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self._upstream = upstream
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd == 1:  # pipes deliver bytes
+            self._upstream._on_stdout(data.encode() if isinstance(data, str) else data)
+        else:
+            super().pipe_data_received(fd, data)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:
+            self._upstream._stdout_ended(None)
+        super().pipe_connection_lost(fd, exc)
+
+
 class StdioUpstream:
     """One upstream process spoken to in JSON lines."""
 
@@ -120,6 +140,12 @@ class StdioUpstream:
         self._pgid: int | None = None
         self._write_lock = asyncio.Lock()
         self._out: list[bytes] = []  # lines waiting for the end of this loop turn
+        # stdout parsing state, kept between the chunks the pipe delivers
+        self._line = bytearray()  # the start of a line whose end has not arrived yet
+        self._discarding = False  # inside an oversized line
+        self._discarded = 0
+        self._prefix = b""  # the first bytes of the oversized line (to find its id)
+        self._stdout_end: asyncio.Future[UpstreamError | None] | None = None  # None: end of file
         self.protocol_version: str | None = None
         self.server_info: JsonObject = {}
         self.capabilities: JsonObject = {}
@@ -140,8 +166,11 @@ class StdioUpstream:
         self._exit_callback = callback
 
     async def start(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._stdout_end = loop.create_future()
         try:
-            self._proc = await asyncio.create_subprocess_exec(
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _ProcessProtocol(self, _READ_CHUNK, loop),
                 *self._argv,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
@@ -150,8 +179,8 @@ class StdioUpstream:
                 cwd=self._cwd,
                 start_new_session=True,
                 preexec_fn=set_parent_death_signal,
-                limit=_READ_CHUNK,
             )
+            self._proc = asyncio.subprocess.Process(transport, protocol, loop)
         except FileNotFoundError:
             raise McpServerStartError(f"command not found: {self._argv[0]!r}") from None
         except PermissionError:
@@ -165,7 +194,7 @@ class StdioUpstream:
         if self._reaper is not None:
             self._reaper.track(self._pgid)
         self._tasks = [
-            asyncio.create_task(self._read_stdout(), name=f"{self.server_id}-stdout"),
+            asyncio.create_task(self._watch_stdout(), name=f"{self.server_id}-stdout"),
             asyncio.create_task(self._read_stderr(), name=f"{self.server_id}-stderr"),
         ]
         try:
@@ -458,57 +487,63 @@ class StdioUpstream:
             raise UpstreamProtocolError(
                 f"the MCP server wrote something that is not JSON-RPC on stdout: {shown!r}") from None
 
-    async def _read_stdout(self) -> None:
-        proc = self._proc
-        assert proc is not None and proc.stdout is not None
-        stream = proc.stdout
-        buf = bytearray()
-        discarding = False  # inside an oversized line
-        discarded = 0
-        prefix = b""
+    def _on_stdout(self, chunk: bytes) -> None:
+        """Split what the pipe delivered into lines and dispatch each (called by the protocol)."""
+        end = self._stdout_end
+        if end is None or end.done():
+            return  # the stream already failed: nothing more is trusted
         try:
-            while True:
-                chunk = await stream.read(_READ_CHUNK)
-                if not chunk:
-                    break
-                start = 0
-                while True:
-                    nl = chunk.find(b"\n", start)
-                    piece = chunk[start:] if nl < 0 else chunk[start:nl]
-                    if nl >= 0 and not buf and not discarding and len(piece) <= self._max:
-                        start = nl + 1  # a whole line inside this chunk: parsed as it is, no buffer copies
-                        if piece.strip():
-                            self._dispatch(self._parse_line(piece))
-                        continue
-                    if discarding:
-                        discarded += len(piece)
-                    elif len(buf) + len(piece) > self._max:
-                        discarding, discarded = True, len(buf) + len(piece)
-                        prefix = bytes((buf + piece)[:4096])
-                        buf.clear()
-                    else:
-                        buf += piece
-                    if nl < 0:
-                        break
-                    start = nl + 1
-                    if discarding:
-                        self._fail_oversized(prefix, discarded)
-                        discarding, discarded = False, 0
-                        continue
-                    line = bytes(buf)
-                    buf.clear()
-                    if not line.strip():
-                        continue
-                    self._dispatch(self._parse_line(line))
+            self._take_lines(chunk)
         except UpstreamProtocolError as exc:
-            self._break(exc)
-            await self._terminate_broken()
-            return
-        except asyncio.CancelledError:
-            raise
+            end.set_result(exc)
         except Exception as exc:  # a reader bug must still fail the calls, never hang them
             log.exception("%s: stdout reader failed", self.server_id)
-            self._break(UpstreamProtocolError(f"reading from the MCP server failed: {exc}"))
+            end.set_result(UpstreamProtocolError(f"reading from the MCP server failed: {exc}"))
+
+    def _take_lines(self, chunk: bytes) -> None:
+        buf = self._line
+        start = 0
+        while True:
+            nl = chunk.find(b"\n", start)
+            piece = chunk[start:] if nl < 0 else chunk[start:nl]
+            if nl >= 0 and not buf and not self._discarding and len(piece) <= self._max:
+                start = nl + 1  # a whole line inside this chunk: parsed as it is, no buffer copies
+                if piece.strip():
+                    self._dispatch(self._parse_line(piece))
+                continue
+            if self._discarding:
+                self._discarded += len(piece)
+            elif len(buf) + len(piece) > self._max:
+                self._discarding, self._discarded = True, len(buf) + len(piece)
+                self._prefix = bytes((buf + piece)[:4096])
+                buf.clear()
+            else:
+                buf += piece
+            if nl < 0:
+                return
+            start = nl + 1
+            if self._discarding:
+                self._fail_oversized(self._prefix, self._discarded)
+                self._discarding, self._discarded = False, 0
+                continue
+            line = bytes(buf)
+            buf.clear()
+            if line.strip():
+                self._dispatch(self._parse_line(line))
+
+    def _stdout_ended(self, error: UpstreamError | None) -> None:
+        end = self._stdout_end
+        if end is not None and not end.done():
+            end.set_result(error)
+
+    async def _watch_stdout(self) -> None:
+        """What follows the end of stdout: a stream that broke kills the process; at end of file the
+        connection breaks with the reason the process exited."""
+        proc = self._proc
+        assert proc is not None and self._stdout_end is not None
+        error = await self._stdout_end
+        if error is not None:
+            self._break(error)
             await self._terminate_broken()
             return
         # End of file: the process closed stdout, normally because it exited.
