@@ -11,9 +11,50 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from typing import Any
 
 from .errors import HangarError, McpServerNotFoundError, McpServerUnavailableError, UpstreamError, UpstreamRpcError
+
+
+class Slots:
+    """The ``max_concurrency`` calls a server runs at once: a semaphore whose free slot is taken without a
+    coroutine (``take_now``), the usual case; callers that find none ``wait`` in order, and a released
+    slot goes straight to the first of them."""
+
+    __slots__ = ("_waiters", "free", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.free = limit
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> bool:
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        return False
+
+    async def wait(self) -> None:
+        """Wait for a slot (after ``take_now`` said no)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give()  # handed a slot just as it was cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot changes hands: ``free`` stays as it is
+                return
+        self.free += 1
 
 
 class Admission:

@@ -243,6 +243,8 @@ class GroupCallRouted(GroupEvent):
 
 
 Listener = Callable[[Event], None]
+# The events a listener wants: classes (their subclasses too), or a test of the event's class.
+Wanted = tuple[type[Event], ...] | Callable[[type[Event]], bool]
 
 
 class Subscription:
@@ -295,16 +297,16 @@ class EventBus:
 
     def __init__(self) -> None:
         # Tuples, replaced on every change: delivery iterates them as they were, without a copy per event.
-        self._listeners: tuple[tuple[Listener, tuple[type[Event], ...] | None], ...] = ()
+        self._listeners: tuple[tuple[Listener, Wanted | None], ...] = ()
         self._subscriptions: tuple[Subscription, ...] = ()
         self._for_class: dict[type[Event], tuple[Listener, ...]] = {}  # event class -> its listeners, in order
         self._queue: deque[Event] = deque()
         self._delivering = False
 
-    def add_listener(self, listener: Listener, types: tuple[type[Event], ...] | None = None) -> None:
+    def add_listener(self, listener: Listener, types: Wanted | None = None) -> None:
         """Call ``listener(event)`` inline for every event, or only for events of ``types`` (and their
-        subclasses): a listener that acts on a few kinds says which, and every other event (two per tool
-        call) skips it."""
+        subclasses; or the classes ``types`` says yes to, asked once per class): a listener that acts on a
+        few kinds says which, and every other event (two per tool call) skips it."""
         self._listeners += ((listener, types),)
         self._for_class = {}
 
@@ -316,7 +318,8 @@ class EventBus:
         found = self._for_class.get(cls)
         if found is None:
             found = self._for_class[cls] = tuple(
-                listener for listener, types in self._listeners if types is None or issubclass(cls, types))
+                listener for listener, types in self._listeners
+                if types is None or (issubclass(cls, types) if isinstance(types, tuple) else types(cls)))
         return found
 
     def subscribe(self, maxsize: int = 1024, predicate: Callable[[Event], bool] | None = None) -> Subscription:
@@ -340,18 +343,22 @@ class EventBus:
     def publish(self, event: Event) -> None:
         # An event published by a listener (a group reacting to its member's crash) is delivered after
         # the one being delivered, so every observer sees a cause before its effects.
-        self._queue.append(event)
         if self._delivering:
+            self._queue.append(event)
             return
         self._delivering = True
         try:
+            self._deliver(event)
             while self._queue:
                 self._deliver(self._queue.popleft())
         finally:
             self._delivering = False
 
     def _deliver(self, event: Event) -> None:
-        for listener in self._listeners_of(event.__class__):
+        listeners = self._for_class.get(event.__class__)
+        if listeners is None:
+            listeners = self._listeners_of(event.__class__)
+        for listener in listeners:
             try:
                 listener(event)
             except Exception:  # a broken observer must never break the publisher

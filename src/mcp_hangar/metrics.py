@@ -44,6 +44,7 @@ START_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 # What Metrics.on_event acts on (the bus calls it for these only).
 _METRIC_EVENTS = (GroupEvent, ToolInvocationCompleted, ToolInvocationFailed, McpServerStateChanged, McpServerStarted,
                   McpServerStopped, HealthCheckPassed, HealthCheckFailed, McpServerRegistered, McpServerDeregistered)
+_OBSERVED_EVENTS = (McpServerStateChanged, HealthCheckPassed, HealthCheckFailed, McpServerDeregistered)
 
 
 class Metrics:
@@ -190,7 +191,8 @@ class Metrics:
         }
         self._live = _LiveCollector(hangar)
         r.register(self._live)
-        hangar.bus.add_listener(self._on_observability_event)
+        hangar.bus.add_listener(self._on_observability_event, lambda cls: issubclass(cls, _OBSERVED_EVENTS)
+                                or cls.__name__ in self._counted_by_name)
 
     def observe_front(self, front: Front) -> None:
         """Report the MCP front's sessions (by protocol era and transport)."""
@@ -207,7 +209,7 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 self.health_duration.remove(event.mcp_server_id)
         else:
-            counter = self._counted_by_name.get(event.event_type)
+            counter = self._counted_by_name.get(event.__class__.__name__)
             if counter is not None:
                 counter.inc()
 

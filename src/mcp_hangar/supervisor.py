@@ -14,7 +14,7 @@ from typing import Any, Literal
 import orjson
 
 from . import __version__, tracing
-from .admission import Admission
+from .admission import Admission, Slots
 from .callers import Caller, CallerRegistry
 from .config import ServerSpec, default_tools
 from .errors import (
@@ -118,7 +118,7 @@ class ManagedServer(Admission, ResourceWatches):
         self._reaping: set[asyncio.Task[int | None]] = set()  # closes of upstreams that died on their own
         self._chores: set[asyncio.Future[Any]] = set()  # deliveries and refreshes started by notifications
         self._lifecycle = asyncio.Lock()
-        self._slots = asyncio.Semaphore(spec.max_concurrency)
+        self._slots = Slots(spec.max_concurrency)
         self._health_running = False
         self.tools: list[JsonObject] = []
         self.tools_origin: ToolsOrigin = "unknown"
@@ -453,8 +453,13 @@ class ManagedServer(Admission, ResourceWatches):
             params = {**params, "_meta": meta}
         self.in_flight += 1
         try:
-            async with self._slots:
+            slots = self._slots
+            if not slots.take_now():
+                await slots.wait()
+            try:
                 return await upstream.request(method, params, self.spec.call_timeout_s)
+            finally:
+                slots.give()
         except HangarError as exc:
             cut = self._cut_error(upstream, exc)
             if cut is exc:
@@ -492,12 +497,17 @@ class ManagedServer(Admission, ResourceWatches):
                 {"name": tool, "arguments": arguments or {}}
             if meta:
                 params["_meta"] = meta
-            async with self._slots:
+            slots = self._slots
+            if not slots.take_now():
+                await slots.wait()
+            try:
                 if tracing.ENABLED:
                     result = await tracing.upstream_call(self.server_id, upstream, "tools/call", params,
                                                          self.spec.call_timeout_s)
                 else:
                     result = await upstream.request("tools/call", params, self.spec.call_timeout_s)
+            finally:
+                slots.give()
         except HangarError as raised:
             exc = self._cut_error(upstream, raised)
             self._record_failure(exc)
@@ -592,7 +602,7 @@ class ManagedServer(Admission, ResourceWatches):
     def replace_spec(self, spec: ServerSpec) -> None:
         """Swap the spec in place (fields that need no restart, or before a restart)."""
         self.spec = spec
-        if spec.max_concurrency != self._slots._value + self.in_flight:
-            self._slots = asyncio.Semaphore(spec.max_concurrency)
+        if spec.max_concurrency != self._slots.limit:
+            self._slots = Slots(spec.max_concurrency)  # running calls give their slots to the old one
         if self.tools_origin != "live":
             self._set_known_tools(self.tools if self.tools_origin == "remembered" else None)
