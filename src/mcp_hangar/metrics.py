@@ -191,12 +191,16 @@ class Metrics:
         }
         self._live = _LiveCollector(hangar)
         r.register(self._live)
-        hangar.bus.add_listener(self._on_observability_event, lambda cls: issubclass(cls, _OBSERVED_EVENTS)
-                                or cls.__name__ in self._counted_by_name)
+        hangar.bus.add_listener(self._on_observability_event, self._observes)
 
     def observe_front(self, front: Front) -> None:
         """Report the MCP front's sessions (by protocol era and transport)."""
         self._live.front = front
+
+    def _observes(self, cls: type[Event]) -> bool:
+        """The event classes ``_on_observability_event`` acts on (asked once per class by the bus)."""
+        return (issubclass(cls, _OBSERVED_EVENTS) or cls.__name__ in self._counted_by_name
+                or cls.event_type is not Event.event_type)  # a class naming itself otherwise: asked per event
 
     def _on_observability_event(self, event: Event) -> None:
         if isinstance(event, McpServerStateChanged):
@@ -209,7 +213,7 @@ class Metrics:
             with contextlib.suppress(KeyError):
                 self.health_duration.remove(event.mcp_server_id)
         else:
-            counter = self._counted_by_name.get(event.__class__.__name__)
+            counter = self._counted_by_name.get(event.event_type)
             if counter is not None:
                 counter.inc()
 
