@@ -140,6 +140,8 @@ class StdioUpstream:
         self._pgid: int | None = None
         self._write_lock = asyncio.Lock()
         self._out: list[bytes] = []  # lines waiting for the end of this loop turn
+        # The child's stdin pipe, once started (under uvloop not an asyncio.WriteTransport subclass).
+        self._stdin_pipe: Any = None
         # stdout parsing state, kept between the chunks the pipe delivers
         self._line = bytearray()  # the start of a line whose end has not arrived yet
         self._discarding = False  # inside an oversized line
@@ -181,6 +183,7 @@ class StdioUpstream:
                 preexec_fn=set_parent_death_signal,
             )
             self._proc = asyncio.subprocess.Process(transport, protocol, loop)
+            self._stdin_pipe = transport.get_pipe_transport(0)
         except FileNotFoundError:
             raise McpServerStartError(f"command not found: {self._argv[0]!r}") from None
         except PermissionError:
@@ -344,7 +347,7 @@ class StdioUpstream:
         if len(self._out) == 1:
             asyncio.get_running_loop().call_soon(self._flush)
         try:
-            return bool(proc.stdin.transport.get_write_buffer_size() > 64 * 1024)
+            return bool(self._stdin_pipe.get_write_buffer_size() > 64 * 1024)
         except (ConnectionError, RuntimeError, AttributeError):
             raise UpstreamCrashedError("the MCP server closed its input") from None
 
@@ -368,7 +371,7 @@ class StdioUpstream:
         if proc is None or proc.stdin is None or self._broken is not None:
             return  # the requests fail through _break or close
         try:
-            proc.stdin.write(data)
+            self._stdin_pipe.write(data)  # what the stream writer would do, without its frame
         except (ConnectionError, RuntimeError, AttributeError):
             self._fail_all(UpstreamCrashedError("the MCP server closed its input"))
 
