@@ -31,6 +31,7 @@ from .events import (
     ToolInvocationCompleted,
     ToolInvocationFailed,
 )
+from .loop_metrics import CounterChild, HistogramChild, LoopCounter, LoopHistogram
 from .models import State
 
 if TYPE_CHECKING:
@@ -62,17 +63,18 @@ class Metrics:
                                     ["mcp_server"], buckets=START_BUCKETS, registry=r)
         self.health_checks = Counter(PREFIX + "health_checks", "Active health checks by result",
                                      ["mcp_server", "result"], registry=r)
-        self._completed: dict[tuple[str, str, bool], tuple[Any, Any]] = {}  # label children of tool_calls/duration
-        self.tool_calls = Counter(PREFIX + "tool_calls", "Tool calls by outcome",
-                                  ["mcp_server", "tool", "outcome"], registry=r)
+        # label children of tool_calls/duration, by (server, tool, is_error)
+        self._completed: dict[tuple[str, str, bool], tuple[CounterChild, HistogramChild]] = {}
+        self.tool_calls = LoopCounter(PREFIX + "tool_calls", "Tool calls by outcome",
+                                      ["mcp_server", "tool", "outcome"], r)
         self.tool_errors = Counter(PREFIX + "tool_call_errors", "Failed tool calls by error type",
                                    ["mcp_server", "tool", "error_type"], registry=r)
-        self.tool_duration = Histogram(PREFIX + "tool_call_duration_seconds", "Tool call duration",
-                                       ["mcp_server", "tool"], buckets=LATENCY_BUCKETS, registry=r)
-        self.http_requests = Counter(PREFIX + "http_requests", "HTTP requests by route template and status",
-                                     ["method", "route", "status"], registry=r)
-        self.http_duration = Histogram(PREFIX + "http_request_duration_seconds", "HTTP request duration",
-                                       ["method", "route"], buckets=LATENCY_BUCKETS, registry=r)
+        self.tool_duration = LoopHistogram(PREFIX + "tool_call_duration_seconds", "Tool call duration",
+                                           ["mcp_server", "tool"], r, LATENCY_BUCKETS)
+        self.http_requests = LoopCounter(PREFIX + "http_requests", "HTTP requests by route template and status",
+                                         ["method", "route", "status"], r)
+        self.http_duration = LoopHistogram(PREFIX + "http_request_duration_seconds", "HTTP request duration",
+                                           ["method", "route"], r, LATENCY_BUCKETS)
         self.group_state = Gauge(PREFIX + "group_state", "1 for the current state of each group",
                                  ["group", "state"], registry=r)
         self.group_in_rotation = Gauge(PREFIX + "group_members_in_rotation", "Members in rotation", ["group"],
