@@ -252,3 +252,20 @@ async def test_shutdown_closes_every_socket_at_once_and_refuses_new_ones(hangar_
         assert elapsed < 2.0
         with pytest.raises(InvalidStatus):
             await open_stream(base)
+
+
+async def test_the_event_log_feeds_the_stream_only_while_a_client_is_connected(http_factory) -> None:
+    hangar, base = await http_factory({"a": raw_server()})
+    assert hangar.event_log._taps == []  # no client: an event costs the stream nothing
+    first, second = await open_stream(base), await open_stream(base)
+    for client in (first, second):
+        await client.send({"type": "ping"})
+        await client.next()
+    assert len(hangar.event_log._taps) == 1  # one tap, whatever the number of clients
+    await first.close()
+    await hangar.start_server("a")  # the one still connected keeps receiving
+    await second.until(lambda m: m.get("event_type") == "McpServerStarted")
+    await second.close()
+    async with asyncio.timeout(5):
+        while hangar.event_log._taps:
+            await asyncio.sleep(0.01)  # the server notices the close on its own schedule

@@ -203,7 +203,7 @@ class EventStream:
         # Checks run at connect, in order; one that returns (close code, reason) refuses the client.
         self.admission: list[AdmissionCheck] = [self._check_origin]
         self.watchers: list[Watcher] = []  # auth: close a socket whose access is withdrawn
-        event_log.add_tap(self._offer)
+        # The log's tap is attached while a client is connected: with none, an event costs it nothing.
 
     def _offer(self, position: int, event: Event) -> None:
         for connection in self.connections:
@@ -242,6 +242,8 @@ class EventStream:
                 return
         connection = Connection(self, websocket)
         unwatch = [u for watcher in self.watchers if (u := watcher(websocket, connection.withdraw)) is not None]
+        if not self.connections:
+            self.event_log.add_tap(self._offer)
         self.connections.add(connection)
         self.metrics.websocket_clients.inc()
         try:
@@ -250,6 +252,8 @@ class EventStream:
             for stop in unwatch:
                 stop()
             self.connections.discard(connection)
+            if not self.connections:
+                self.event_log.remove_tap(self._offer)
             self.metrics.websocket_clients.dec()
 
 
