@@ -1,5 +1,6 @@
 """Small pieces of the hot path keep their contracts: an event's JSON is exactly its dict, and the
-serving process settles its boot heap into the collector's permanent generation."""
+serving process settles its boot heap into the collector's permanent generation and collects its young
+generation less often."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from mcp_hangar.cli import settle_heap
+from mcp_hangar.cli import YOUNG_GC_THRESHOLD, settle_heap
 from mcp_hangar.events import McpServerUpdated, ToolInvocationCompleted, ToolInvocationFailed
 
 
@@ -28,12 +29,26 @@ def test_event_json_is_its_dict_in_order() -> None:
         assert list(as_json) == list(event.to_dict())  # same key order: event_type first
 
 
-def test_settle_heap_freezes_what_boot_built() -> None:
+def test_settle_heap_freezes_what_boot_built_and_raises_the_young_threshold() -> None:
+    before = gc.get_threshold()
     try:
         settle_heap()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (YOUNG_GC_THRESHOLD, *before[1:])
+        # Objects kept alive below the threshold start no collection; past it they do.
+        collected: list[int] = []
+        gc.callbacks.append(lambda phase, info: collected.append(info["generation"]) if phase == "start" else None)
+        try:
+            kept: list[list[int]] = [[] for _ in range(YOUNG_GC_THRESHOLD // 2)]
+            assert 0 not in collected
+            kept += [[] for _ in range(YOUNG_GC_THRESHOLD)]
+            assert 0 in collected
+        finally:
+            gc.callbacks.pop()
+        del kept
     finally:
         gc.unfreeze()
+        gc.set_threshold(*before)
 
 
 def test_param_header_check_agrees_with_the_sdk_on_every_case() -> None:

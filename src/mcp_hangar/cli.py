@@ -287,14 +287,24 @@ def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_
         return runner.run(run())
 
 
+YOUNG_GC_THRESHOLD = 10_000
+
+
 def settle_heap() -> None:
     """Once booted: move everything alive into the collector's permanent generation (what boot built
     lives as long as the process), so that later collections walk only what calls allocate. A full
     collection over the boot heap would otherwise pause the event loop for milliseconds now and then.
     Only the young generations are collected first: boot leaves no garbage in the old one (a full
-    collection there found none and cost 20-40 ms of the boot)."""
+    collection there found none and cost 20-40 ms of the boot).
+
+    The young generation is then collected after 10,000 net allocations instead of 700: the objects of
+    the calls in flight (a few thousand at 32 concurrent calls) no longer trigger a collection every few
+    calls (measured: 8-9 us of collection per call, and a full collection every ~2,000 calls, at the
+    default; none at all over 20,000 calls with the larger threshold). The count is of objects allocated
+    and still alive, so garbage cycles still start collections, only later."""
     gc.collect(1)
     gc.freeze()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
 
 
 async def _serve_stdio(loaded: LoadedConfig, data_dir: Path) -> int:
