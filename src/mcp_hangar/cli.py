@@ -299,9 +299,9 @@ def settle_heap() -> None:
 
     The young generation is then collected after 10,000 net allocations instead of 700: the objects of
     the calls in flight (a few thousand at 32 concurrent calls) no longer trigger a collection every few
-    calls (measured: 8-9 us of collection per call, and a full collection every ~2,000 calls, at the
-    default; none at all over 20,000 calls with the larger threshold). The count is of objects allocated
-    and still alive, so garbage cycles still start collections, only later."""
+    calls (measured over 20,000 calls at 32 concurrent: 1,155 young, 105 middle and 9 full collections,
+    8-9 us per call, at the default; at most 4 young ones with the larger threshold). The count is of
+    objects allocated and still alive, so garbage cycles still start collections, only later."""
     gc.collect(1)
     gc.freeze()
     gc.set_threshold(YOUNG_GC_THRESHOLD, *gc.get_threshold()[1:])
