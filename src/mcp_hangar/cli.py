@@ -19,7 +19,7 @@ import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -220,6 +220,16 @@ def _reload_on_sighup(hangar: Hangar) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, hangar.reloader.request, "sighup")
 
 
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with a response's head and body in one write (``web.coalesce``);
+    uvicorn's own choice where httptools is not installed."""
+    try:
+        from .web.coalesce import CoalescingHttpToolsProtocol
+    except ImportError:
+        return "auto"
+    return CoalescingHttpToolsProtocol
+
+
 def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_level: str,
                 preload_api: bool) -> int:
     sock = _bind(host, port)  # before the heavy imports: a port in use fails at once
@@ -260,7 +270,7 @@ def _serve_http(loaded: LoadedConfig, data_dir: Path, host: str, port: int, log_
     application = Gateway(hangar, manage_lifecycle=False, lazy_api=not preload_api)
     server = HttpServer(uvicorn.Config(
         application, log_config=None, log_level=log_level.lower(), lifespan="on",
-        timeout_graceful_shutdown=3, access_log=False, server_header=False,
+        timeout_graceful_shutdown=3, access_log=False, server_header=False, http=_http_protocol(),
     ))
     _ignore_sighup()
 
