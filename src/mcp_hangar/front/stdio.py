@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import sys
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -87,20 +88,75 @@ class _StdoutWriter:
         self._flush()
 
 
+class _LineReader(asyncio.Protocol):
+    """Splits stdin into lines where the pipe delivers them (no stream, no task woken per read); a line
+    longer than ``max_line`` is dropped whole and reported once."""
+
+    def __init__(self, on_line: Callable[[bytes], None], on_too_large: Callable[[], None],
+                 max_line: int = MAX_LINE) -> None:
+        self._max = max_line
+        self._on_line = on_line
+        self._on_too_large = on_too_large
+        self._partial = bytearray()
+        self._skipping = False  # inside a line too large to keep
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        start = 0
+        while True:
+            nl = data.find(b"\n", start)
+            if nl < 0:
+                if not self._skipping:
+                    self._partial += data[start:]
+                    if len(self._partial) > self._max:
+                        self._partial.clear()
+                        self._skipping = True
+                        self._on_too_large()
+                return
+            if self._skipping:
+                self._skipping = False
+            elif self._partial:
+                self._partial += data[start:nl]
+                line, self._partial = bytes(self._partial), bytearray()
+                if len(line) > self._max:
+                    self._on_too_large()
+                else:
+                    self._on_line(line)
+            elif nl - start > self._max:
+                self._on_too_large()
+            else:
+                self._on_line(data[start:nl])
+            start = nl + 1
+
+    def eof_received(self) -> bool:
+        self._end()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._end()
+
+    def _end(self) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)  # a last line without its newline is not a message, as before
+
+
 async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: int | None = None) -> None:
     """Serve one MCP client on stdin/stdout until stdin closes."""
     in_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
     out_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
     os.set_blocking(out_fd, False)
     loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=MAX_LINE)
-    read_pipe = os.fdopen(os.dup(in_fd), "rb", buffering=0)
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), read_pipe)
     writer = _StdoutWriter(out_fd)
     front = Front(hangar)
     session = FrontSession(front, writer.write, transport="stdio")
     session.principal = hangar.auth.stdio_principal()  # stdio has no credentials: the config names it
     tasks: set[asyncio.Task[Any]] = set()
+
+    def spawn(work: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = loop.create_task(work)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        return task
 
     async def serve_one(message: Any) -> None:
         request_id = message.get("id") if isinstance(message, dict) else None
@@ -114,28 +170,26 @@ async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: in
         if response is not None:
             await writer.write(response)
 
+    def on_line(line: bytes) -> None:
+        if not line.strip():
+            return
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            spawn(writer.write(error_response(None, PARSE_ERROR, "Parse error: not valid JSON")))
+            return
+        task = spawn(serve_one(message))
+        if isinstance(message, dict) and "id" in message and "method" in message:
+            with contextlib.suppress(TypeError):
+                session.in_flight[message["id"]] = task
+
+    def on_too_large() -> None:
+        spawn(writer.write(error_response(None, PARSE_ERROR, "message too large")))
+
+    read_pipe = os.fdopen(os.dup(in_fd), "rb", buffering=0)
+    transport, reader = await loop.connect_read_pipe(lambda: _LineReader(on_line, on_too_large), read_pipe)
     try:
-        while True:
-            try:
-                line = await reader.readline()
-            except (ValueError, asyncio.LimitOverrunError):
-                await writer.write(error_response(None, PARSE_ERROR, "message too large"))
-                continue
-            if not line:
-                break
-            if not line.strip():
-                continue
-            try:
-                message = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                await writer.write(error_response(None, PARSE_ERROR, "Parse error: not valid JSON"))
-                continue
-            task = loop.create_task(serve_one(message))
-            if isinstance(message, dict) and "id" in message and "method" in message:
-                with contextlib.suppress(TypeError):
-                    session.in_flight[message["id"]] = task
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+        await reader.closed
         # stdin closed: let the requests already received finish and their answers leave (bounded).
         if tasks:
             await asyncio.wait(tasks, timeout=5)
