@@ -1,9 +1,11 @@
 """The HTTP baseline: a bare ASGI endpoint answering ``tools/call`` itself at /mcp (no Hangar).
 
-Served by uvicorn with the same stack Hangar's HTTP front uses (uvicorn defaults: uvloop and httptools
-when installed, no access log), so the ratio HTTP front / bare endpoint isolates Hangar's own cost.
+Served by uvicorn with the same stack Hangar's HTTP front uses (uvloop, httptools, no access log, and
+Hangar's protocol that writes a response's head and body in one system call, ``web/coalesce.py``), so
+the ratio HTTP front / bare endpoint isolates Hangar's own cost. ``--plain-uvicorn`` serves it with
+uvicorn's own protocol instead.
 
-    .venv/bin/python benchmarks/bare_asgi.py --port 8123
+    .venv/bin/python benchmarks/bare_asgi.py --port 8123 [--plain-uvicorn]
 """
 
 from __future__ import annotations
@@ -55,9 +57,15 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--plain-uvicorn", action="store_true", help="uvicorn's own HTTP protocol")
     args = parser.parse_args()
+    http: Any = "auto"
+    if not args.plain_uvicorn:
+        from mcp_hangar.web.coalesce import CoalescingHttpToolsProtocol
+
+        http = CoalescingHttpToolsProtocol
     uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False,
-                server_header=False, lifespan="on")
+                server_header=False, lifespan="on", http=http)
 
 
 if __name__ == "__main__":
