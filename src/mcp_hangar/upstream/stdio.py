@@ -481,58 +481,59 @@ class StdioUpstream:
                     return
         log.warning("%s: discarded an oversized message (%d bytes) with no known id", self.server_id, size)
 
-    def _parse_line(self, line: bytes) -> Any:
-        try:
-            return orjson.loads(line)
-        except orjson.JSONDecodeError:
-            shown = line[:200].decode("utf-8", "replace")
-            self._on_stderr(f"[hangar] invalid line on stdout: {shown}")
-            raise UpstreamProtocolError(
-                f"the MCP server wrote something that is not JSON-RPC on stdout: {shown!r}") from None
+    def _not_json(self, line: bytes) -> UpstreamProtocolError:
+        shown = line[:200].decode("utf-8", "replace")
+        self._on_stderr(f"[hangar] invalid line on stdout: {shown}")
+        return UpstreamProtocolError(f"the MCP server wrote something that is not JSON-RPC on stdout: {shown!r}")
 
     def _on_stdout(self, chunk: bytes) -> None:
         """Split what the pipe delivered into lines and dispatch each (called by the protocol)."""
         end = self._stdout_end
         if end is None or end.done():
             return  # the stream already failed: nothing more is trusted
+        buf = self._line
+        start = 0
         try:
-            self._take_lines(chunk)
+            while True:
+                nl = chunk.find(b"\n", start)
+                piece = chunk[start:] if nl < 0 else chunk[start:nl]
+                if nl >= 0 and not buf and not self._discarding and len(piece) <= self._max:
+                    start = nl + 1  # a whole line inside this chunk: parsed as it is, no buffer copies
+                    if piece.strip():
+                        try:
+                            message = orjson.loads(piece)
+                        except orjson.JSONDecodeError:
+                            raise self._not_json(piece) from None
+                        self._dispatch(message)
+                    continue
+                if self._discarding:
+                    self._discarded += len(piece)
+                elif len(buf) + len(piece) > self._max:
+                    self._discarding, self._discarded = True, len(buf) + len(piece)
+                    self._prefix = bytes((buf + piece)[:4096])
+                    buf.clear()
+                else:
+                    buf += piece
+                if nl < 0:
+                    return
+                start = nl + 1
+                if self._discarding:
+                    self._fail_oversized(self._prefix, self._discarded)
+                    self._discarding, self._discarded = False, 0
+                    continue
+                line = bytes(buf)
+                buf.clear()
+                if line.strip():
+                    try:
+                        message = orjson.loads(line)
+                    except orjson.JSONDecodeError:
+                        raise self._not_json(line) from None
+                    self._dispatch(message)
         except UpstreamProtocolError as exc:
             end.set_result(exc)
         except Exception as exc:  # a reader bug must still fail the calls, never hang them
             log.exception("%s: stdout reader failed", self.server_id)
             end.set_result(UpstreamProtocolError(f"reading from the MCP server failed: {exc}"))
-
-    def _take_lines(self, chunk: bytes) -> None:
-        buf = self._line
-        start = 0
-        while True:
-            nl = chunk.find(b"\n", start)
-            piece = chunk[start:] if nl < 0 else chunk[start:nl]
-            if nl >= 0 and not buf and not self._discarding and len(piece) <= self._max:
-                start = nl + 1  # a whole line inside this chunk: parsed as it is, no buffer copies
-                if piece.strip():
-                    self._dispatch(self._parse_line(piece))
-                continue
-            if self._discarding:
-                self._discarded += len(piece)
-            elif len(buf) + len(piece) > self._max:
-                self._discarding, self._discarded = True, len(buf) + len(piece)
-                self._prefix = bytes((buf + piece)[:4096])
-                buf.clear()
-            else:
-                buf += piece
-            if nl < 0:
-                return
-            start = nl + 1
-            if self._discarding:
-                self._fail_oversized(self._prefix, self._discarded)
-                self._discarding, self._discarded = False, 0
-                continue
-            line = bytes(buf)
-            buf.clear()
-            if line.strip():
-                self._dispatch(self._parse_line(line))
 
     def _stdout_ended(self, error: UpstreamError | None) -> None:
         end = self._stdout_end
