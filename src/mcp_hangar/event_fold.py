@@ -18,6 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
+from .events import Event, ToolInvocationCompleted, ToolInvocationRequested
+
 State = dict[str, Any]
 Folder = Callable[[State, dict[str, Any]], None]
 
@@ -134,6 +138,25 @@ def fold(stream_id: str, state: State, event: dict[str, Any]) -> State:
     state["last_event_at"] = event.get("occurred_at")
     _FOLDERS.get(stream_id.split(":", 1)[0], _hangar)(state, event)
     return state
+
+
+def fold_event(stream_id: str, state: State, event: Event, stored: str) -> None:
+    """``fold`` of an event from the event itself, ``stored`` being its stored JSON: the same result.
+    The invocation events (nearly the whole log) are folded from their fields, the rest from the JSON."""
+    cls = event.__class__
+    if (cls is ToolInvocationCompleted or cls is ToolInvocationRequested) and stream_id.startswith("mcp_server:"):
+        state["events"] += 1
+        counts = state["event_counts"]
+        name = cls.__name__
+        counts[name] = counts.get(name, 0) + 1
+        at = event.occurred_at
+        state["last_event_at"] = at
+        if cls is ToolInvocationCompleted:
+            state["total_invocations"] += 1
+            state["tool_errors"] += 1 if event.is_error else 0  # type: ignore[attr-defined]
+            state["last_success_at"] = at
+    else:
+        fold(stream_id, state, orjson.loads(stored))
 
 
 def fold_all(stream_id: str, events: Iterable[dict[str, Any]], state: State | None = None) -> State:
