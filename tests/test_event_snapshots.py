@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from conftest import raw_server
 from mcp_hangar.config import EventStoreSettings
 from mcp_hangar.errors import UpstreamRpcError
-from mcp_hangar.event_fold import fold_all
+from mcp_hangar.event_fold import Running, fold_all, initial
 from mcp_hangar.event_log import event_json, stream_of
 from mcp_hangar.event_retention import run_retention
 from mcp_hangar.events import (
@@ -76,6 +76,15 @@ def server_events(sid: str) -> st.SearchStrategy[Event]:
     )
 
 
+def invocation_events(sid: str) -> st.SearchStrategy[Event]:
+    return st.one_of(
+        st.builds(ToolInvocationRequested, mcp_server_id=st.just(sid), tool_name=_words, correlation_id=_words,
+                  arguments_size_bytes=st.integers(0, 10**6)),
+        st.builds(ToolInvocationCompleted, mcp_server_id=st.just(sid), tool_name=_words, correlation_id=_words,
+                  duration_ms=st.floats(0, 1e4), result_size_bytes=st.integers(0, 10**6), is_error=st.booleans()),
+    )
+
+
 def group_events(gid: str) -> st.SearchStrategy[Event]:
     members = st.lists(_words, max_size=3)
     return st.one_of(
@@ -111,6 +120,21 @@ def test_snapshot_then_tail_folds_to_the_state_of_the_full_stream(stream: tuple[
     cut = min(cut, len(data))
     snapshot = orjson.loads(orjson.dumps(fold_all(stream_id, data[:cut])))  # what the store keeps
     assert fold_all(stream_id, data[cut:], snapshot) == fold_all(stream_id, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.tuples(st.just("mcp_server:a"), st.lists(server_events("a") | invocation_events("a"), max_size=40)),
+                 st.tuples(st.just("mcp_server_group:g"), st.lists(group_events("g"), max_size=40))),
+       st.integers(0, 40))
+def test_the_writers_running_fold_from_the_events_equals_the_fold_of_their_json(
+        stream: tuple[str, list[Event]], settle_at: int) -> None:
+    stream_id, events = stream
+    running = Running(stream_id, initial(stream_id), 0)
+    for i, event in enumerate(events):
+        running.add(event, event_json(event, "test").decode())
+        if i == settle_at:
+            running.settle()
+    assert running.settle() == fold_all(stream_id, [stored(e) for e in events])
 
 
 # One stream per example: every example runs on the same storage, opened anew.

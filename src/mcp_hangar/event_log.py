@@ -46,7 +46,7 @@ import orjson
 
 from .config import EventStoreSettings
 from .errors import CompactionError, StoreError, ValidationError
-from .event_fold import State, fold, fold_event, initial
+from .event_fold import Running, State, fold, initial
 from .events import Event, EventBus
 from .sqlite import WriteFailures, flush_loop
 
@@ -106,16 +106,6 @@ class Snapshot:
 _Pending = tuple[int, str, int, Event]
 
 
-class _Running:
-    """A stream's state folded from every event of it stored so far, up to ``version``."""
-
-    __slots__ = ("state", "version")
-
-    def __init__(self, state: State, version: int) -> None:
-        self.state = state
-        self.version = version
-
-
 class EventLog(abc.ABC):
     """Stamps, fans out and persists every event of ``bus``. Open with ``open()``, run ``run()`` as a
     background task, and ``close()`` at the end (a final flush)."""
@@ -143,7 +133,7 @@ class EventLog(abc.ABC):
         self._written_since_prune = 0
         self._failures = WriteFailures(log, "event log")
         # The running folds, used by the writer's thread under the backend's lock (see ``_fold_written``).
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, Running] = {}  # each stream's fold of every event of it stored so far
         self._stored_at_open: set[str] = set()  # streams with events stored before this process
         self._seen: set[str] = set()  # streams written by this process
         self._unseeded: set[str] = set()  # written, but not followed by a running fold: seeded at the flush
@@ -257,24 +247,35 @@ class EventLog(abc.ABC):
         """Fold the events of ``batch`` (stored as ``rows``) into their streams' running states. Run by
         the backend on the writer's thread, under its lock, right after the write committed."""
         running = self._running
+        touched: dict[str, Running] = {}
         for i, (_, stream, version, event) in enumerate(batch):
             entry = running.get(stream)
             if entry is None:
                 if stream in self._seen or stream in self._stored_at_open:
                     self._unseeded.add(stream)  # its stored events are folded in by ``_seed``
                     continue
-                entry = running[stream] = _Running(initial(stream), 0)  # a new stream: nothing stored before
+                entry = running[stream] = Running(stream, initial(stream), 0)  # new: nothing stored before
                 self._seen.add(stream)
             if version <= entry.version:
                 continue  # written again after a write that failed once committed
+            touched[stream] = entry
             try:
-                fold_event(stream, entry.state, event, rows[i][6])
-            except Exception:  # a state (from a snapshot saved by hand) that does not fold: read back instead
-                log.warning("the running state of stream %s does not fold; it is read back when needed", stream)
-                del running[stream]
+                entry.add(event, rows[i][6])
+            except Exception:
+                self._unfoldable(stream)
                 continue
             entry.version = version
+        for stream, entry in touched.items():
+            try:
+                entry.settle()
+            except Exception:
+                self._unfoldable(stream)
         self._generation += 1
+
+    def _unfoldable(self, stream_id: str) -> None:
+        # A state (from a snapshot saved by hand) that does not fold: read back when needed instead.
+        log.warning("the running state of stream %s does not fold; it is read back when needed", stream_id)
+        self._running.pop(stream_id, None)
 
     async def _seed(self) -> None:
         """Give every stream written without a running fold one: its stored state (snapshot + events),
@@ -285,12 +286,12 @@ class EventLog(abc.ABC):
             generation = self._generation
             try:
                 state, version = await self.stream_state(stream_id)
-                await self._serialized(functools.partial(self._install, stream_id, _Running(state, version),
+                await self._serialized(functools.partial(self._install, stream_id, Running(stream_id, state, version),
                                                          generation))
             except StoreError:
                 self._unseeded.add(stream_id)
 
-    def _install(self, stream_id: str, entry: _Running, generation: int) -> None:
+    def _install(self, stream_id: str, entry: Running, generation: int) -> None:
         if self._generation == generation and stream_id not in self._running:
             self._running[stream_id] = entry
         else:
