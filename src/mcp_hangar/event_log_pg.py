@@ -1,8 +1,8 @@
 """The event log in PostgreSQL (``event_store: {driver: postgresql, dsn: ...}``), with psycopg 3.
 
 The same tables as the SQLite backend, in the schema ``event_store.pg_schema`` (created when missing).
-One connection (autocommit; a batch is one transaction) is used from its own worker thread under a lock, as
-the SQLite backend does, so the event loop never waits on the network; a lost connection is opened again
+One connection (autocommit; a batch is one transaction) is used from worker threads under a lock, as the
+SQLite backend does, so the event loop never waits on the network; a lost connection is opened again
 and the operation retried once (events that could not be written wait in memory for the next flush).
 Batches go in with ``COPY`` into a temporary table, then one ``INSERT ... ON CONFLICT``. One Hangar
 instance writes a schema: positions are assigned in memory.
@@ -13,6 +13,7 @@ the server after ``VACUUM``, which ``reclaim`` runs, but the table files rarely 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import threading
@@ -25,7 +26,6 @@ import orjson
 from .errors import StoreError
 from .event_log import _COLUMNS, EventLog, Snapshot, StoredEvent, _Pending, _stored
 from .events import EventBus
-from .sqlite import OwnThread
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -66,7 +66,6 @@ class PostgresEventLog(EventLog):
         self.schema = schema
         self._conn: Any = None  # psycopg.Connection, imported lazily: the driver is an optional extra
         self._lock = threading.Lock()
-        self._thread = OwnThread("hangar-event-log")
 
     # ------------------------------------------------------------------ connection
 
@@ -94,7 +93,7 @@ class PostgresEventLog(EventLog):
                     self._conn = self._connect()
             raise AssertionError("unreachable")
 
-        return await self._thread.run(work)
+        return await asyncio.to_thread(work)
 
     def _connect(self) -> Any:
         """A connection with the schema on its search path and the batch table (``StoreError`` if none)."""
@@ -113,7 +112,7 @@ class PostgresEventLog(EventLog):
         return conn
 
     async def _open_storage(self) -> tuple[int, dict[str, int]]:
-        return await self._thread.run(self._open_sync)
+        return await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> tuple[int, dict[str, int]]:
         try:
@@ -143,10 +142,7 @@ class PostgresEventLog(EventLog):
                 if conn is not None:
                     conn.close()
 
-        try:
-            await self._thread.run(work)
-        finally:
-            self._thread.stop()
+        await asyncio.to_thread(work)
 
     # ------------------------------------------------------------------ writing and reading
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from collections.abc import Callable
@@ -54,7 +55,7 @@ class SqliteEventLog(SqliteAccess, EventLog):
         self.path = path
 
     async def _open_storage(self) -> tuple[int, dict[str, int]]:
-        return await self._thread.run(self._open_sync)
+        return await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> tuple[int, dict[str, int]]:
         # auto_vacuum before anything else, so a new file gets it: retention can then give space back.

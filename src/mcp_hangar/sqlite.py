@@ -1,7 +1,7 @@
-"""One SQLite connection used from a worker thread, shared by the state store and the event log.
+"""One SQLite connection used from worker threads, shared by the state store and the event log.
 
-Every statement runs on the database's own worker thread (``OwnThread``) under one lock, so the event
-loop never waits on the disk and a close never races a write that is still running."""
+Every statement runs on a worker thread (``asyncio.to_thread``) under one lock, so the event loop
+never waits on the disk and a close never races a write that is still running."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -40,28 +39,6 @@ def connect_wal(path: Path, schema: str, label: str, *, synchronous: str = "NORM
     return conn
 
 
-class OwnThread:
-    """One worker thread for one database, started at its first use: its writes, a few a second each of
-    thousands of rows, then always run on the same warm thread instead of hopping across the default
-    executor's threads (each hop wakes another one)."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._pool: ThreadPoolExecutor | None = None
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        pool = self._pool
-        if pool is None:
-            pool = self._pool = ThreadPoolExecutor(1, thread_name_prefix=self._name)
-        return await asyncio.get_running_loop().run_in_executor(pool, fn)
-
-    def stop(self) -> None:
-        """Let the thread end once its last job is done (a later ``run`` starts another)."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=False)
-
-
 class SqliteAccess:
     """Mixin: ``_conn`` is opened by the subclass; ``_run`` and ``_close_connection`` use it safely."""
 
@@ -70,7 +47,6 @@ class SqliteAccess:
     def __init__(self) -> None:
         self._conn: sqlite3.Connection | None = None
         self._lock = threading.Lock()
-        self._thread = OwnThread(f"hangar-{self._label.replace(' ', '-')}")
 
     async def _close_connection(self) -> None:
         def work() -> None:
@@ -79,15 +55,9 @@ class SqliteAccess:
                 if conn is not None:
                     conn.close()
 
-        try:
-            await self._thread.run(work)
-        finally:
-            self._thread.stop()
+        await asyncio.to_thread(work)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._conn is None:  # closed (or not opened): said without starting a thread
-            raise StoreError(f"the {self._label} is closed")
-
         def work() -> T:
             with self._lock:
                 conn = self._conn
@@ -98,7 +68,7 @@ class SqliteAccess:
                 except sqlite3.Error as exc:
                     raise StoreError(f"{self._label} error: {exc}") from None
 
-        return await self._thread.run(work)
+        return await asyncio.to_thread(work)
 
 
 async def flush_loop(wake: asyncio.Event, interval: float, flush: Callable[[], Awaitable[None]]) -> None:

@@ -1,7 +1,7 @@
 """Durable state in SQLite under the data directory: REST-created servers, remembered tool lists, and
 the tool-invocation history.
 
-Every call runs on the database's own worker thread with one connection guarded by a lock, so
+Every call runs on a worker thread (``asyncio.to_thread``) with one connection guarded by a lock, so
 the event loop never waits on the disk. Invocation records are written in batches by
 ``HistoryWriter``, off the call path.
 """
@@ -64,7 +64,7 @@ class Store(SqliteAccess):
         super().__init__()
 
     async def open(self) -> None:
-        await self._thread.run(self._open_sync)
+        await asyncio.to_thread(self._open_sync)
 
     def _open_sync(self) -> None:
         self._conn = connect_wal(self.path, SCHEMA, "state database")
