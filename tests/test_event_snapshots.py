@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from conftest import raw_server
 from mcp_hangar.config import EventStoreSettings
 from mcp_hangar.errors import UpstreamRpcError
-from mcp_hangar.event_fold import fold_all
-from mcp_hangar.event_log import event_json
+from mcp_hangar.event_fold import Running, fold_all, initial
+from mcp_hangar.event_log import event_json, stream_of
 from mcp_hangar.event_retention import run_retention
 from mcp_hangar.events import (
     Event,
@@ -44,9 +44,10 @@ from mcp_hangar.events import (
     McpServerToolsChanged,
     ToolInvocationCompleted,
     ToolInvocationFailed,
+    ToolInvocationRequested,
     new_id,
 )
-from store_backends import LogFactory
+from store_backends import LogFactory, WriteRefusal
 
 _words = st.sampled_from(["echo", "add", "x", "boom"])
 _states = st.sampled_from(["cold", "initializing", "ready", "degraded", "dead"])
@@ -72,6 +73,15 @@ def server_events(sid: str) -> st.SearchStrategy[Event]:
         st.builds(HealthCheckPassed, mcp_server_id=st.just(sid), duration_ms=st.floats(0, 1e3)),
         st.builds(HealthCheckFailed, mcp_server_id=st.just(sid), consecutive_failures=st.integers(0, 9),
                   error_message=_words),
+    )
+
+
+def invocation_events(sid: str) -> st.SearchStrategy[Event]:
+    return st.one_of(
+        st.builds(ToolInvocationRequested, mcp_server_id=st.just(sid), tool_name=_words, correlation_id=_words,
+                  arguments_size_bytes=st.integers(0, 10**6)),
+        st.builds(ToolInvocationCompleted, mcp_server_id=st.just(sid), tool_name=_words, correlation_id=_words,
+                  duration_ms=st.floats(0, 1e4), result_size_bytes=st.integers(0, 10**6), is_error=st.booleans()),
     )
 
 
@@ -110,6 +120,21 @@ def test_snapshot_then_tail_folds_to_the_state_of_the_full_stream(stream: tuple[
     cut = min(cut, len(data))
     snapshot = orjson.loads(orjson.dumps(fold_all(stream_id, data[:cut])))  # what the store keeps
     assert fold_all(stream_id, data[cut:], snapshot) == fold_all(stream_id, data)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.tuples(st.just("mcp_server:a"), st.lists(server_events("a") | invocation_events("a"), max_size=40)),
+                 st.tuples(st.just("mcp_server_group:g"), st.lists(group_events("g"), max_size=40))),
+       st.integers(0, 40))
+def test_the_writers_running_fold_from_the_events_equals_the_fold_of_their_json(
+        stream: tuple[str, list[Event]], settle_at: int) -> None:
+    stream_id, events = stream
+    running = Running(stream_id, initial(stream_id), 0)
+    for i, event in enumerate(events):
+        running.add(event, event_json(event, "test").decode())
+        if i == settle_at:
+            running.settle()
+    assert running.settle() == fold_all(stream_id, [stored(e) for e in events])
 
 
 # One stream per example: every example runs on the same storage, opened anew.
@@ -240,3 +265,97 @@ async def test_a_restart_after_compaction_keeps_every_servers_totals(hangar_fact
     assert (third.get("a").total_invocations, third.get("a").total_failures) == (13, 3)
     state, _ = await third.event_log.stream_state("mcp_server:a")
     assert state["tool_errors"] == 1 and state["last_error"]["tool_name"] == "no_such_tool"
+
+
+def mixed(sid: str, i: int) -> Event:
+    """The invocation events of the hot path, with now and then one of the rarer kinds."""
+    if i % 50 == 7:
+        return McpServerStateChanged(mcp_server_id=sid, old_state="ready", new_state="dead", dead_reason="x")
+    if i % 50 == 21:
+        return completed(sid, ok=False)
+    if i % 2:
+        return ToolInvocationRequested(mcp_server_id=sid, tool_name="echo", correlation_id=str(i),
+                                       arguments_size_bytes=i)
+    return ToolInvocationCompleted(mcp_server_id=sid, tool_name="echo", correlation_id=str(i), duration_ms=0.5,
+                                   result_size_bytes=10, is_error=i % 6 == 0)
+
+
+async def test_pruning_saves_the_writers_running_state_which_may_stand_for_later_events(
+        make_log: LogFactory) -> None:
+    bus = EventBus()
+    log = make_log(bus, max_events=10_000_000)
+    await log.open()
+    published = []
+    for i in range(300):
+        event = mixed("a", i)
+        bus.publish(event)
+        published.append(stored(event))
+    await log.flush()
+    assert await log.retire_below(101) == 100
+    snapshot = await log.load_snapshot("mcp_server:a")
+    assert snapshot is not None and snapshot.version == 300  # the state the writer had: all it wrote
+    assert snapshot.state == fold_all("mcp_server:a", published)
+    assert len(await log.read_stream("mcp_server:a")) == 200  # the later events stay, the snapshot skips them
+    state, last = await log.stream_state("mcp_server:a")
+    assert (state, last) == (fold_all("mcp_server:a", published), 300)
+    await log.close()
+
+    log = make_log(bus, max_events=10_000_000)  # after a restart, seeded from the snapshot and the events kept
+    await log.open()
+    for i in range(300, 400):
+        event = mixed("a", i)
+        bus.publish(event)
+        published.append(stored(event))
+    await log.flush()
+    assert await log.retire_below(351) == 250
+    snapshot = await log.load_snapshot("mcp_server:a")
+    assert snapshot is not None and snapshot.version == 400
+    assert snapshot.state == fold_all("mcp_server:a", published)
+    await log.close()
+
+
+async def test_the_running_state_survives_failed_writes_and_restarts(
+        make_log: LogFactory, write_refusal: WriteRefusal) -> None:
+    published: dict[str, list[dict[str, Any]]] = {"mcp_server:a": [], "mcp_server:b": []}
+    for run in range(3):
+        bus = EventBus()
+        log = make_log(bus, max_events=150)
+        await log.open()
+        for i in range(400):
+            event = mixed("ab"[i % 2], i + 1000 * run)
+            bus.publish(event)
+            published[stream_of(event)].append(stored(event))
+            if i == 200:
+                write_refusal.on()
+                await log.flush()  # refused: kept, then written and folded once the database accepts it
+                write_refusal.off()
+            if i % 40 == 39:
+                await log.flush()  # prunes to max_events from time to time
+        await log.flush()
+        assert (await log.bounds())[2] <= 300 and log.dropped == 0
+        for stream_id, events in published.items():
+            state, _ = await log.stream_state(stream_id)
+            assert state == fold_all(stream_id, events), (run, stream_id)
+        await log.close()
+
+
+async def test_a_snapshot_saved_by_hand_is_the_base_pruning_folds_onto(make_log: LogFactory) -> None:
+    bus = EventBus()
+    log = make_log(bus, max_events=10_000_000)
+    await log.open()
+    for i in range(20):
+        bus.publish(mixed("a", i))
+    await log.flush()
+    base = {**fold_all("mcp_server:a", []), "total_invocations": 1000}
+    await log.save_snapshot("mcp_server:a", base, version=10)
+    later = [mixed("a", i) for i in range(20, 40)]
+    for event in later:
+        bus.publish(event)
+    await log.flush()
+    expected, _ = await log.stream_state("mcp_server:a")  # the hand-made base + the events after it
+    calls = sum(1 for i in range(10, 40) if isinstance(mixed("a", i), (ToolInvocationCompleted, ToolInvocationFailed)))
+    assert expected["total_invocations"] == 1000 + calls
+    await log.retire_below(log.position + 1)
+    assert await log.read_stream("mcp_server:a") == []
+    assert (await log.stream_state("mcp_server:a"))[0] == expected
+    await log.close()

@@ -18,6 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import orjson
+
+from .events import Event, ToolInvocationCompleted, ToolInvocationRequested
+
 State = dict[str, Any]
 Folder = Callable[[State, dict[str, Any]], None]
 
@@ -134,6 +138,57 @@ def fold(stream_id: str, state: State, event: dict[str, Any]) -> State:
     state["last_event_at"] = event.get("occurred_at")
     _FOLDERS.get(stream_id.split(":", 1)[0], _hangar)(state, event)
     return state
+
+
+class Running:
+    """A stream's state kept up to date event by event, as ``fold`` of each would: the invocation events
+    (nearly the whole of a log) are counted in attributes and applied to ``state`` by ``settle``, the
+    rest are folded from their stored JSON (after what was counted, so the order holds)."""
+
+    __slots__ = ("_completed", "_errors", "_last_at", "_requested", "_server", "_success_at", "state", "stream_id",
+                 "version")
+
+    def __init__(self, stream_id: str, state: State, version: int) -> None:
+        self.stream_id = stream_id
+        self.state = state
+        self.version = version  # of the last event folded
+        self._server = stream_id.startswith("mcp_server:")
+        self._requested = self._completed = self._errors = 0
+        self._last_at: Any = None
+        self._success_at: Any = None
+
+    def add(self, event: Event, stored: str) -> None:
+        """Fold ``event``, whose stored JSON is ``stored`` (parsed only for the rarer kinds)."""
+        cls = event.__class__
+        if cls is ToolInvocationCompleted and self._server:
+            self._completed += 1
+            if event.is_error:  # type: ignore[attr-defined]
+                self._errors += 1
+            self._last_at = self._success_at = event.occurred_at
+        elif cls is ToolInvocationRequested and self._server:
+            self._requested += 1
+            self._last_at = event.occurred_at
+        else:
+            self.settle()
+            fold(self.stream_id, self.state, orjson.loads(stored))
+
+    def settle(self) -> State:
+        """Apply what was counted to ``state`` and return it."""
+        requested, completed = self._requested, self._completed
+        if requested or completed:
+            s = self.state
+            s["events"] += requested + completed
+            counts = s["event_counts"]
+            if requested:
+                counts["ToolInvocationRequested"] = counts.get("ToolInvocationRequested", 0) + requested
+            if completed:
+                counts["ToolInvocationCompleted"] = counts.get("ToolInvocationCompleted", 0) + completed
+                s["total_invocations"] += completed
+                s["tool_errors"] += self._errors
+                s["last_success_at"] = self._success_at
+            s["last_event_at"] = self._last_at
+            self._requested = self._completed = self._errors = 0
+        return self.state
 
 
 def fold_all(stream_id: str, events: Iterable[dict[str, Any]], state: State | None = None) -> State:

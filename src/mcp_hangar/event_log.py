@@ -17,7 +17,11 @@ compacted (``CompactionError``). Retention (``apply_retention``, run in the back
 ``event_retention``) keeps the log bounded by age and by size, and the writer keeps at most
 ``max_events``. No event leaves the log unfolded: before any deletion the events about to go are folded
 into their streams' snapshots, so ``stream_state`` (snapshot + later events) always equals the fold of
-every event the stream ever had.
+every event the stream ever had. The writer keeps each stream's state folded from the events it has
+written (from the event objects, on its thread, after the write commits; after a restart seeded once
+from the stored snapshot and events), so pruning saves that state as the snapshot instead of reading
+back and parsing the events it deletes. Such a snapshot may stand for a later version than the pruning
+needed: the events it also covers are then compacted or kept, both valid.
 
 ``EventLog`` holds the backend-independent part (stamping, buffering, taps, the writer loop, snapshots
 and retention) and is the one interface every backend implements: ``event_log_sqlite`` (SQLite, WAL,
@@ -29,6 +33,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -41,7 +46,7 @@ import orjson
 
 from .config import EventStoreSettings
 from .errors import CompactionError, StoreError, ValidationError
-from .event_fold import fold, initial
+from .event_fold import Running, State, fold, initial
 from .events import Event, EventBus
 from .sqlite import WriteFailures, flush_loop
 
@@ -127,6 +132,12 @@ class EventLog(abc.ABC):
         self._retire_lock = asyncio.Lock()
         self._written_since_prune = 0
         self._failures = WriteFailures(log, "event log")
+        # The running folds, used by the writer's thread under the backend's lock (see ``_fold_written``).
+        self._running: dict[str, Running] = {}  # each stream's fold of every event of it stored so far
+        self._stored_at_open: set[str] = set()  # streams with events stored before this process
+        self._seen: set[str] = set()  # streams written by this process
+        self._unseeded: set[str] = set()  # written, but not followed by a running fold: seeded at the flush
+        self._generation = 0  # bumped by every write and hand-saved snapshot: a seed read across one is stale
         bus.add_listener(self._on_event)
 
     # ------------------------------------------------------------------ the publisher's path
@@ -169,6 +180,7 @@ class EventLog(abc.ABC):
 
     async def open(self) -> None:
         position, versions = await self._open_storage()
+        self._stored_at_open = set(versions)
         self.position = max(self.position, position)
         self._versions = {**versions, **self._versions}
         self._opened = True
@@ -194,13 +206,19 @@ class EventLog(abc.ABC):
             # A backlog leaves in slices: its rows (the JSON of every event) never exist all at once, and
             # the events of a written slice are released before the next one is serialized.
             while batch:
-                chunk = [batch.popleft() for _ in range(min(WRITE_CHUNK, len(batch)))]
+                if len(batch) <= WRITE_CHUNK:  # the usual case: one slice, copied at C speed
+                    chunk = list(batch)
+                    batch.clear()
+                else:
+                    chunk = [batch.popleft() for _ in range(WRITE_CHUNK)]
                 try:
                     await self._write(chunk)
                 except StoreError as exc:
                     self._keep_unwritten(chunk, batch, exc)
                     return
             self._failures.succeeded()
+            if self._unseeded:
+                await self._seed()
         if prune_below > 1:
             try:
                 await self.retire_below(prune_below)
@@ -226,6 +244,80 @@ class EventLog(abc.ABC):
             if self._pending:
                 log.error("%d events could not be written to the event log before closing", len(self._pending))
             await self._close_storage()
+
+    # ------------------------------------------------------------------ the running folds
+
+    def _fold_written(self, batch: list[_Pending], rows: list[tuple[int, str, int, str, str, float, str]]) -> None:
+        """Fold the events of ``batch`` (stored as ``rows``) into their streams' running states. Run by
+        the backend on the writer's thread, under its lock, right after the write committed."""
+        running = self._running
+        touched: dict[str, Running] = {}
+        for i, (_, stream, version, event) in enumerate(batch):
+            entry = running.get(stream)
+            if entry is None:
+                if stream in self._seen or stream in self._stored_at_open:
+                    self._unseeded.add(stream)  # its stored events are folded in by ``_seed``
+                    continue
+                entry = running[stream] = Running(stream, initial(stream), 0)  # new: nothing stored before
+                self._seen.add(stream)
+            if version <= entry.version:
+                continue  # written again after a write that failed once committed
+            touched[stream] = entry
+            try:
+                entry.add(event, rows[i][6])
+            except Exception:
+                self._unfoldable(stream)
+                continue
+            entry.version = version
+        for stream, entry in touched.items():
+            try:
+                entry.settle()
+            except Exception:
+                self._unfoldable(stream)
+        self._generation += 1
+
+    def _unfoldable(self, stream_id: str) -> None:
+        # A state (from a snapshot saved by hand) that does not fold: read back when needed instead.
+        log.warning("the running state of stream %s does not fold; it is read back when needed", stream_id)
+        self._running.pop(stream_id, None)
+
+    async def _seed(self) -> None:
+        """Give every stream written without a running fold one: its stored state (snapshot + events),
+        read while no write runs (the flush lock is held); dropped if a write slipped in meanwhile."""
+        streams = list(self._unseeded)
+        self._unseeded.clear()
+        for stream_id in streams:
+            generation = self._generation
+            try:
+                state, version = await self.stream_state(stream_id)
+                await self._serialized(functools.partial(self._install, stream_id, Running(stream_id, state, version),
+                                                         generation))
+            except StoreError:
+                self._unseeded.add(stream_id)
+
+    def _install(self, stream_id: str, entry: Running, generation: int) -> None:
+        if self._generation == generation and stream_id not in self._running:
+            self._running[stream_id] = entry
+        else:
+            self._unseeded.add(stream_id)
+
+    async def _running_snapshot(self, stream_id: str, version: int) -> Snapshot | None:
+        """A snapshot of the running fold of ``stream_id`` if it stands for ``version`` or later."""
+        def copy() -> tuple[int, State] | None:
+            entry = self._running.get(stream_id)
+            if entry is None or entry.version < version:
+                return None
+            return entry.version, orjson.loads(orjson.dumps(entry.state))
+
+        taken = await self._serialized(copy)
+        return None if taken is None else Snapshot(stream_id, taken[0], taken[1], time.time())
+
+    def _forget_running(self, stream_id: str) -> None:
+        """A snapshot saved by hand is the stream's new base: its running fold is read again (run by
+        ``_serialized``, as every change of the running folds is)."""
+        self._seen.add(stream_id)
+        self._running.pop(stream_id, None)
+        self._generation += 1
 
     def _row(self, item: _Pending) -> tuple[int, str, int, str, str, float, str]:
         """One stored row (run on the writer's thread: events are immutable)."""
@@ -272,8 +364,10 @@ class EventLog(abc.ABC):
         current = await self.load_snapshot(stream_id)
         if version <= 0 or (current is not None and current.version >= version):
             return None
-        state, _ = await self.stream_state(stream_id, version)
-        snapshot = Snapshot(stream_id, version, state, time.time())
+        snapshot = await self._running_snapshot(stream_id, version)
+        if snapshot is None or snapshot.version != version:
+            state, _ = await self.stream_state(stream_id, version)
+            snapshot = Snapshot(stream_id, version, state, time.time())
         await self._save_snapshot(snapshot)
         self.snapshots_taken += 1
         return snapshot
@@ -281,11 +375,15 @@ class EventLog(abc.ABC):
     async def retire_below(self, position: int) -> int:
         """Delete every event before ``position``, after folding them into their streams' snapshots."""
         async with self._retire_lock:
+            done = await self.snapshot_versions()
             for stream_id, version in (await self._versions_below(position)).items():
-                current = await self.load_snapshot(stream_id)
-                if current is None or current.version < version:
-                    state, _ = await self.stream_state(stream_id, version)
-                    await self._save_snapshot(Snapshot(stream_id, version, state, time.time()))
+                if done.get(stream_id, 0) < version:
+                    # The running fold when it covers the events going (a later version is as good).
+                    snapshot = await self._running_snapshot(stream_id, version)
+                    if snapshot is None:
+                        state, _ = await self.stream_state(stream_id, version)
+                        snapshot = Snapshot(stream_id, version, state, time.time())
+                    await self._save_snapshot(snapshot)
                     self.snapshots_taken += 1
             removed = await self._delete_below(position)
             self.compacted += removed
@@ -325,6 +423,7 @@ class EventLog(abc.ABC):
             raise ValidationError(f"stream '{stream_id}' has versions 1..{last}; cannot snapshot version {version}")
         snapshot = Snapshot(stream_id, version, dict(state), time.time())
         await self._save_snapshot(snapshot)
+        await self._serialized(functools.partial(self._forget_running, stream_id))
         return snapshot
 
     async def compact_stream(self, stream_id: str) -> int:
@@ -388,7 +487,11 @@ class EventLog(abc.ABC):
 
     @abc.abstractmethod
     async def _write(self, batch: list[_Pending]) -> None:
-        """Store ``batch`` and the streams' last versions, in one transaction."""
+        """Store ``batch`` and the streams' last versions, in one transaction; then ``_fold_written``."""
+
+    @abc.abstractmethod
+    async def _serialized(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the writer's thread under the lock that writes hold (``StoreError`` when closed)."""
 
     @abc.abstractmethod
     async def read(self, after: int, up_to: int, limit: int = 500) -> list[StoredEvent]:

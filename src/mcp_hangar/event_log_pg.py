@@ -163,8 +163,12 @@ class PostgresEventLog(EventLog):
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (%s, %s, %s) "
                     "ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(streams.version, excluded.version), "
                     "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
+            self._fold_written(batch, rows)
 
         await self._call(work)
+
+    async def _serialized(self, fn: Callable[[], T]) -> T:
+        return await self._call(lambda _: fn())
 
     async def _rows(self, query: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         return await self._call(lambda c: c.execute(query, args).fetchall())

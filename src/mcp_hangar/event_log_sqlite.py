@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -14,6 +15,8 @@ from .errors import StoreError
 from .event_log import _COLUMNS, EventLog, Snapshot, StoredEvent, _Pending, _stored
 from .events import EventBus
 from .sqlite import SqliteAccess, connect_wal, insert_rows, transaction
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -86,8 +89,12 @@ class SqliteEventLog(SqliteAccess, EventLog):
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(stream_id) DO UPDATE SET version = MAX(version, excluded.version), "
                     "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
+            self._fold_written(batch, rows)
 
         await self._run(work)
+
+    async def _serialized(self, fn: Callable[[], T]) -> T:
+        return await self._run(lambda _: fn())
 
     async def read(self, after: int, up_to: int, limit: int = 500) -> list[StoredEvent]:
         rows = await self._run(lambda c: c.execute(
