@@ -128,14 +128,18 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and not any(k == b"origin" for k, _ in scope["headers"]):
-            path, method = scope["path"], scope["method"]
-            if path == "/mcp" and self.lean_mcp and method in LEAN_MCP_METHODS:
-                await self.counter.serve(self.mcp, scope, receive, send, _path_template)
-                return
-            if method == "GET" and path in PLAIN_PATHS:
-                await self.counter.serve(self._serve_plain, scope, receive, send, _path_template)
-                return
+        if kind == "http":
+            for name, _ in scope["headers"]:
+                if name == b"origin":
+                    break
+            else:  # no Origin header
+                path, method = scope["path"], scope["method"]
+                if path == "/mcp" and self.lean_mcp and method in LEAN_MCP_METHODS:
+                    await self.counter.serve(self.mcp, scope, receive, send, _path_template)
+                    return
+                if method == "GET" and path in PLAIN_PATHS:
+                    await self.counter.serve(self._serve_plain, scope, receive, send, _path_template)
+                    return
         if kind == "lifespan":
             await self._lifespan(receive, send)
             return
