@@ -124,9 +124,81 @@ class McpHttpEndpoint:
                 return
         if time.monotonic() - self._swept_at >= 1.0:
             self._expire_sessions()
-        if method == "POST":
-            await self._post(scope, receive, send, headers, duplicated)
-        elif method == "GET":
+        if method != "POST":
+            await self._other(method, receive, send, headers)
+            return
+        # POST, inline (no coroutine of its own): a modern tools/call is the hot path
+        accept = headers.get("accept", "*/*")
+        if not ("application/json" in accept or "text/event-stream" in accept or "*/*" in accept
+                or "application/*" in accept):
+            await _plain(send, 406, "Not Acceptable: accept application/json or text/event-stream")
+            return
+        declared = headers.get("content-length")
+        body: bytes | None = None
+        if declared is None or not declared.isdigit() or int(declared) <= self.max_body:
+            first = await receive()
+            if first["type"] == "http.request" and not first.get("more_body"):
+                body = first.get("body", b"")  # the whole body in one message: the usual case
+                if len(body) > self.max_body:
+                    body = None
+            else:
+                body = await self._read_body(receive, first)
+        if body is None:
+            await _plain(send, 413, f"request body larger than {self.max_body} bytes")
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _json(send, 400, error_response(None, PARSE_ERROR, "Parse error: not valid JSON"))
+            return
+        if not isinstance(message, dict):
+            await _json(send, 400, error_response(None, INVALID_REQUEST, "expected one JSON-RPC object "
+                                                                         "(batches are not supported)"))
+            return
+        if not (headers.get(VERSION_HEADER) in MODERN_VERSIONS or _has_modern_meta(message)):
+            await self._post_legacy(scope, receive, send, headers, message)
+            return
+        # A 2026-07-28 request, served here: it runs in the ASGI task itself (no task of its own), which is
+        # cancelled if the client goes away; its notifications and requests ride on its own response.
+        if duplicated is not None and "id" in message:
+            await _json(send, 400, error_response(message.get("id"), -32020,
+                                                  f"{duplicated} header appears more than once"))
+            return
+        session = FrontSession(self.front, None, transport="http")
+        session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        stream = None
+        if "text/event-stream" in accept:
+            stream = _LazyStream(send)
+            session.channel = stream.event
+        watched = None
+        if "id" in message:  # a request (not a notification): cancelled if its client goes away
+            loop = asyncio.get_running_loop()
+            current = asyncio.current_task(loop)
+            if current is not None:
+                watched = self.watch.enter(current, receive, loop)
+        try:
+            response = await session.handle(message, headers=headers)
+        except asyncio.CancelledError:
+            if watched is not None and watched.gone:
+                watched.task.uncancel()
+                return  # the client went away: nothing to answer
+            raise
+        finally:
+            if watched is not None:
+                self.watch.leave(watched)
+        if response is None:
+            await _plain(send, 202, "")
+        elif stream is not None and stream.started:
+            await stream.finish(200, response)
+        else:  # _json's work, without its coroutine
+            payload = orjson.dumps(response)
+            status = 200 if "error" not in response else _modern_status(response)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [_JSON_TYPE, (b"content-length", str(len(payload)).encode()), _NO_BUFFERING]})
+            await send({"type": "http.response.body", "body": payload})
+
+    async def _other(self, method: str, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
+        if method == "GET":
             await self._get(receive, send, headers)
         elif method == "DELETE":
             await self._delete(send, headers)
@@ -179,69 +251,6 @@ class McpHttpEndpoint:
             if not message.get("more_body"):
                 return b"".join(chunks)
             message = await receive()
-
-    async def _post(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
-                    duplicated: str | None) -> None:
-        accept = headers.get("accept", "*/*")
-        if not ("application/json" in accept or "text/event-stream" in accept or "*/*" in accept
-                or "application/*" in accept):
-            await _plain(send, 406, "Not Acceptable: accept application/json or text/event-stream")
-            return
-        declared = headers.get("content-length")
-        body: bytes | None = None
-        if declared is None or not declared.isdigit() or int(declared) <= self.max_body:
-            first = await receive()
-            if first["type"] == "http.request" and not first.get("more_body"):
-                body = first.get("body", b"")  # the whole body in one message: the usual case
-                if len(body) > self.max_body:
-                    body = None
-            else:
-                body = await self._read_body(receive, first)
-        if body is None:
-            await _plain(send, 413, f"request body larger than {self.max_body} bytes")
-            return
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            await _json(send, 400, error_response(None, PARSE_ERROR, "Parse error: not valid JSON"))
-            return
-        if not isinstance(message, dict):
-            await _json(send, 400, error_response(None, INVALID_REQUEST, "expected one JSON-RPC object "
-                                                                         "(batches are not supported)"))
-            return
-        if not (headers.get(VERSION_HEADER) in MODERN_VERSIONS or _has_modern_meta(message)):
-            await self._post_legacy(scope, receive, send, headers, message)
-            return
-        # A 2026-07-28 request, served here: it runs in the ASGI task itself (no task of its own), which is
-        # cancelled if the client goes away; its notifications and requests ride on its own response.
-        if duplicated is not None and "id" in message:
-            await _json(send, 400, error_response(message.get("id"), -32020,
-                                                  f"{duplicated} header appears more than once"))
-            return
-        session = FrontSession(self.front, None, transport="http")
-        session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        stream = None
-        if "text/event-stream" in accept:
-            stream = _LazyStream(send)
-            session.channel = stream.event
-        current = asyncio.current_task() if "id" in message else None
-        watched = self.watch.enter(current, receive) if current is not None else None
-        try:
-            response = await session.handle(message, headers=headers)
-        except asyncio.CancelledError:
-            if watched is not None and watched.gone:
-                watched.task.uncancel()
-                return  # the client went away: nothing to answer
-            raise
-        finally:
-            if watched is not None:
-                self.watch.leave(watched)
-        if response is None:
-            await _plain(send, 202, "")
-        elif stream is not None and stream.started:
-            await stream.finish(200, response)
-        else:
-            await _json(send, _modern_status(response), response)
 
     async def _post_legacy(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                            message: JsonObject) -> None:
@@ -434,8 +443,9 @@ class _DisconnectWatch:
         self._ids = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
-    def enter(self, task: asyncio.Task[Any], receive: Receive) -> _Watched:
-        loop = asyncio.get_running_loop()
+    def enter(self, task: asyncio.Task[Any], receive: Receive,
+              loop: asyncio.AbstractEventLoop | None = None) -> _Watched:
+        loop = loop or asyncio.get_running_loop()
         key = next(self._ids)
         watched = self.in_flight[key] = _Watched(key, task, receive, loop.time())
         if self._timer is None:
