@@ -115,7 +115,12 @@ class McpHttpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers, duplicated = _decode_headers(scope.get("headers", ()))
+        headers, duplicated = decode_headers(scope.get("headers", ()))
+        await self.serve(scope, receive, send, headers, duplicated)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
+                    duplicated: str | None) -> None:
+        """Serve one HTTP request whose headers are decoded (see ``decode_headers``)."""
         method = scope["method"]
         if headers.get("host", "") not in self._hosts_ok or "origin" in headers:  # else both checks pass
             rejection = self._check_security(headers)
@@ -512,7 +517,7 @@ def _legacy_status(response: JsonObject) -> int:
     return 200
 
 
-def _decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:
+def decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:
     """The request's headers by lower-case name (the last copy wins), and the name of a routing header
     sent more than once (first- and last-copy readers would disagree), if any. Values are trimmed:
     optional whitespace around a header value is not part of it (RFC 9110)."""
