@@ -106,12 +106,12 @@ def test_a_stored_event_is_its_dict_with_produced_by() -> None:
 
 
 def test_http_headers_are_read_in_one_pass_and_a_repeated_routing_header_is_named() -> None:
-    from mcp_hangar.front.http import _decode_headers
+    from mcp_hangar.front.http import decode_headers
 
-    headers, duplicated = _decode_headers([(b"Host", b"h"), (b"Mcp-Name", b" a "), (b"x-other", b"1"),
+    headers, duplicated = decode_headers([(b"Host", b"h"), (b"Mcp-Name", b" a "), (b"x-other", b"1"),
                                            (b"x-other", b"2")])
     assert headers == {"host": "h", "mcp-name": "a", "x-other": "2"} and duplicated is None
-    _, duplicated = _decode_headers([(b"mcp-method", b"tools/call"), (b"MCP-Method", b"tools/list")])
+    _, duplicated = decode_headers([(b"mcp-method", b"tools/call"), (b"MCP-Method", b"tools/list")])
     assert duplicated == "mcp-method"
 
 

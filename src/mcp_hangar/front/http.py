@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from ..auth.guard import PRINCIPAL_SCOPE_KEY
 from .inbound import ERROR_CODE_HTTP_STATUS, ROUTING_HEADERS
@@ -115,16 +115,95 @@ class McpHttpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        headers, duplicated = _decode_headers(scope.get("headers", ()))
+        headers, duplicated = decode_headers(scope.get("headers", ()))
+        await self.serve(scope, receive, send, headers, duplicated)
+
+    async def serve(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
+                    duplicated: str | None) -> None:
+        """Serve one HTTP request whose headers are decoded (see ``decode_headers``)."""
         method = scope["method"]
-        rejection = self._check_security(headers)
-        if rejection is not None:
-            await _plain(send, *rejection)
+        if headers.get("host", "") not in self._hosts_ok or "origin" in headers:  # else both checks pass
+            rejection = self._check_security(headers)
+            if rejection is not None:
+                await _plain(send, *rejection)
+                return
+        if time.monotonic() - self._swept_at >= 1.0:
+            self._expire_sessions()
+        if method != "POST":
+            await self._other(method, receive, send, headers)
             return
-        self._expire_sessions()
-        if method == "POST":
-            await self._post(scope, receive, send, headers, duplicated)
-        elif method == "GET":
+        # POST, inline (no coroutine of its own): a modern tools/call is the hot path
+        accept = headers.get("accept", "*/*")
+        if not ("application/json" in accept or "text/event-stream" in accept or "*/*" in accept
+                or "application/*" in accept):
+            await _plain(send, 406, "Not Acceptable: accept application/json or text/event-stream")
+            return
+        declared = headers.get("content-length")
+        body: bytes | None = None
+        if declared is None or not declared.isdigit() or int(declared) <= self.max_body:
+            first = await receive()
+            if first["type"] == "http.request" and not first.get("more_body"):
+                body = first.get("body", b"")  # the whole body in one message: the usual case
+                if len(body) > self.max_body:
+                    body = None
+            else:
+                body = await self._read_body(receive, first)
+        if body is None:
+            await _plain(send, 413, f"request body larger than {self.max_body} bytes")
+            return
+        try:
+            message = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            await _json(send, 400, error_response(None, PARSE_ERROR, "Parse error: not valid JSON"))
+            return
+        if not isinstance(message, dict):
+            await _json(send, 400, error_response(None, INVALID_REQUEST, "expected one JSON-RPC object "
+                                                                         "(batches are not supported)"))
+            return
+        if not (headers.get(VERSION_HEADER) in MODERN_VERSIONS or _has_modern_meta(message)):
+            await self._post_legacy(scope, receive, send, headers, message)
+            return
+        # A 2026-07-28 request, served here: it runs in the ASGI task itself (no task of its own), which is
+        # cancelled if the client goes away; its notifications and requests ride on its own response.
+        if duplicated is not None and "id" in message:
+            await _json(send, 400, error_response(message.get("id"), -32020,
+                                                  f"{duplicated} header appears more than once"))
+            return
+        session = FrontSession(self.front, None, transport="http")
+        session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
+        stream = None
+        if "text/event-stream" in accept:
+            stream = _LazyStream(send)
+            session.channel = stream.event
+        watched = None
+        if "id" in message:  # a request (not a notification): cancelled if its client goes away
+            loop = asyncio.get_running_loop()
+            current = asyncio.current_task(loop)
+            if current is not None:
+                watched = self.watch.enter(current, receive, loop)
+        try:
+            response = await session.handle(message, headers=headers)
+        except asyncio.CancelledError:
+            if watched is not None and watched.gone:
+                watched.task.uncancel()
+                return  # the client went away: nothing to answer
+            raise
+        finally:
+            if watched is not None:
+                self.watch.leave(watched)
+        if response is None:
+            await _plain(send, 202, "")
+        elif stream is not None and stream.started:
+            await stream.finish(200, response)
+        else:  # _json's work, without its coroutine
+            payload = orjson.dumps(response)
+            status = 200 if "error" not in response else _modern_status(response)
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [_JSON_TYPE, (b"content-length", str(len(payload)).encode()), _NO_BUFFERING]})
+            await send({"type": "http.response.body", "body": payload})
+
+    async def _other(self, method: str, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
+        if method == "GET":
             await self._get(receive, send, headers)
         elif method == "DELETE":
             await self._delete(send, headers)
@@ -162,20 +241,14 @@ class McpHttpEndpoint:
 
     # ------------------------------------------------------------------ POST
 
-    async def _read_body(self, receive: Receive, headers: Mapping[str, str]) -> bytes | None:
-        declared = headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
-            return None
-        message = await receive()
-        if message["type"] == "http.request" and not message.get("more_body"):
-            body: bytes = message.get("body", b"")  # the whole body in one message: the usual case
-            return body if len(body) <= self.max_body else None
+    async def _read_body(self, receive: Receive, message: Message) -> bytes | None:
+        """The rest of a body sent in several messages (``message`` is the first)."""
         chunks: list[bytes] = []
         size = 0
         while True:
             if message["type"] == "http.disconnect":
                 return b""
-            body = message.get("body", b"")
+            body: bytes = message.get("body", b"")
             size += len(body)
             if size > self.max_body:
                 return None
@@ -183,42 +256,6 @@ class McpHttpEndpoint:
             if not message.get("more_body"):
                 return b"".join(chunks)
             message = await receive()
-
-    async def _post(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
-                    duplicated: str | None) -> None:
-        accept = headers.get("accept", "*/*")
-        if not ("application/json" in accept or "text/event-stream" in accept or "*/*" in accept
-                or "application/*" in accept):
-            await _plain(send, 406, "Not Acceptable: accept application/json or text/event-stream")
-            return
-        body = await self._read_body(receive, headers)
-        if body is None:
-            await _plain(send, 413, f"request body larger than {self.max_body} bytes")
-            return
-        try:
-            message = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            await _json(send, 400, error_response(None, PARSE_ERROR, "Parse error: not valid JSON"))
-            return
-        if not isinstance(message, dict):
-            await _json(send, 400, error_response(None, INVALID_REQUEST, "expected one JSON-RPC object "
-                                                                         "(batches are not supported)"))
-            return
-        version = headers.get(VERSION_HEADER)
-        if version in MODERN_VERSIONS or _has_modern_meta(message):
-            await self._post_modern(scope, receive, send, headers, message, duplicated)
-        else:
-            await self._post_legacy(scope, receive, send, headers, message)
-
-    async def _post_modern(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
-                           message: JsonObject, duplicated: str | None) -> None:
-        if duplicated is not None and "id" in message:
-            await _json(send, 400, error_response(message.get("id"), -32020,
-                                                  f"{duplicated} header appears more than once"))
-            return
-        session = FrontSession(self.front, None, transport="http")
-        session.principal = scope.get(PRINCIPAL_SCOPE_KEY)
-        await _serve_request(session, receive, send, headers, message, _modern_status, self.watch)
 
     async def _post_legacy(self, scope: Scope, receive: Receive, send: Send, headers: Mapping[str, str],
                            message: JsonObject) -> None:
@@ -352,6 +389,8 @@ class _LazyStream:
     """An HTTP response that stays JSON unless something must be sent before the answer: then it
     becomes an SSE stream carrying the notifications and requests, and finally the answer."""
 
+    __slots__ = ("_extra", "_lock", "_send", "started")
+
     def __init__(self, send: Send, extra_headers: dict[str, str] | None = None) -> None:
         self._send = send
         self._extra = extra_headers or {}
@@ -409,8 +448,9 @@ class _DisconnectWatch:
         self._ids = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
 
-    def enter(self, task: asyncio.Task[Any], receive: Receive) -> _Watched:
-        loop = asyncio.get_running_loop()
+    def enter(self, task: asyncio.Task[Any], receive: Receive,
+              loop: asyncio.AbstractEventLoop | None = None) -> _Watched:
+        loop = loop or asyncio.get_running_loop()
         key = next(self._ids)
         watched = self.in_flight[key] = _Watched(key, task, receive, loop.time())
         if self._timer is None:
@@ -477,18 +517,24 @@ def _legacy_status(response: JsonObject) -> int:
     return 200
 
 
-def _decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:
+def decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:
     """The request's headers by lower-case name (the last copy wins), and the name of a routing header
     sent more than once (first- and last-copy readers would disagree), if any. Values are trimmed:
     optional whitespace around a header value is not part of it (RFC 9110)."""
+    if not isinstance(raw, (list, tuple)):
+        raw = list(raw)
     headers: dict[str, str] = {}
-    duplicated = None
     for k, v in raw:
+        headers[k.decode("latin-1").lower()] = v.decode("latin-1").strip()
+    if len(headers) == len(raw):  # no name came twice (the usual case)
+        return headers, None
+    seen: set[str] = set()
+    for k, _ in raw:
         name = k.decode("latin-1").lower()
-        if name in headers and duplicated is None and name in ROUTING_HEADERS:
-            duplicated = name
-        headers[name] = v.decode("latin-1").strip()
-    return headers, duplicated
+        if name in seen and name in ROUTING_HEADERS:
+            return headers, name
+        seen.add(name)
+    return headers, None
 
 
 def _modern_status(response: JsonObject) -> int:
@@ -505,11 +551,15 @@ def _sse_event(message: JsonObject) -> bytes:
     return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
 
+_JSON_TYPE = (b"content-type", b"application/json")
+_NO_BUFFERING = (b"x-accel-buffering", b"no")
+
+
 async def _json(send: Send, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
     body = orjson.dumps(payload)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"x-accel-buffering", b"no")]
-    headers += [(k.encode(), v.encode()) for k, v in (extra or {}).items()]
+    headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode()), _NO_BUFFERING]
+    if extra:
+        headers += [(k.encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -14,6 +14,7 @@ import asyncio
 import importlib.util
 import sys
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -23,6 +24,10 @@ ERROR_CODE_HTTP_STATUS: dict[int, int] = {
     -32700: 400, -32600: 400, -32602: 400, -32020: 400, -32021: 400, -32022: 400, -32601: 404,
 }
 ROUTING_HEADERS = frozenset({"mcp-protocol-version", "mcp-method", "mcp-name"})
+META_VERSION = "io.modelcontextprotocol/protocolVersion"
+META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
+NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}  # the param Mcp-Name mirrors
+_SENTINEL = "=?base64?"  # how a base64-wrapped header value starts
 PRIVATE_NAME = "mcp_hangar._sdk_inbound"
 
 _lock = threading.Lock()
@@ -68,6 +73,32 @@ async def load_sdk() -> None:
         await asyncio.to_thread(sdk)
 
 
+def accepted_modern(method: str, params: dict[str, Any], headers: Mapping[str, str] | None,
+                    supported: tuple[str, ...]) -> tuple[str, Any] | None:
+    """(protocol version, client capabilities) of a well-formed 2026-07-28 request, checked without the
+    SDK; None when the SDK's ``classify_inbound_request`` must decide (it rejects, or accepts what this
+    does not look into, such as a base64-wrapped ``Mcp-Name``). Accepts only what the SDK accepts, with the
+    same answer: the envelope's version is a supported string, the capabilities key is there, and with
+    ``headers`` the version, method and name headers equal the body's values verbatim."""
+    meta = params.get("_meta")
+    if type(meta) is not dict:
+        return None
+    version = meta.get(META_VERSION)
+    if type(version) is not str or version not in supported or META_CAPABILITIES not in meta:
+        return None
+    if headers is not None:
+        if headers.get("mcp-protocol-version") != version or headers.get("mcp-method") != method:
+            return None
+        key = NAME_BEARING.get(method)
+        if key is not None:
+            value = params.get(key)
+            if value is not None:
+                given = headers.get("mcp-name")
+                if given is None or given != value or given.startswith(_SENTINEL):
+                    return None
+    return version, meta[META_CAPABILITIES]
+
+
 # Schema object -> whether it annotates any property with x-mcp-header (checked once per tool schema).
 _annotated: dict[int, tuple[Any, bool]] = {}
 
@@ -76,8 +107,10 @@ def param_header_rejection(schema: Any, arguments: Any, headers: Any) -> Any:
     """The SDK's ``validate_mcp_param_headers``, skipped for a schema without ``x-mcp-header``
     annotations: every rejection it can give comes from an annotated property, so for such a schema
     (nearly every tool) the answer is None whatever the headers. The walk of the schema is done once."""
-    module = sdk()
     cached = _annotated.get(id(schema))
+    if cached is not None and cached[0] is schema and not cached[1]:
+        return None
+    module = sdk()
     if cached is None or cached[0] is not schema:
         annotated = module.find_invalid_x_mcp_header(schema) is None and bool(module.x_mcp_header_map(schema))
         if len(_annotated) > 10_000:  # schemas come and go with catalogue rebuilds: keep the cache bounded

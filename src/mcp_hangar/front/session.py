@@ -29,11 +29,12 @@ from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
-from .inbound import load_sdk, param_header_rejection, sdk, sdk_loaded
+from .inbound import accepted_modern, load_sdk, param_header_rejection, sdk, sdk_loaded
 from .management import MANAGEMENT_TOOLS, Management
 
 if TYPE_CHECKING:
     from ..auth.permissions import Principal
+    from ..groups import Group
     from ..hangar import Hangar
     from ..supervisor import ManagedServer
 
@@ -193,24 +194,29 @@ class Front:
 class FrontSession:
     """One client connection (stdio) or one legacy HTTP session, or one modern HTTP request."""
 
+    # Defaults kept on the class: a modern HTTP request builds a session per request, and leaves most as is.
+    era: Era | None = None
+    protocol_version: str | None = None
+    initialized = False
+    request_headers: Mapping[str, str] | None = None
+    principal: Principal | None = None  # who this session acts as (auth on)
+    log_level: str | None = None
+    # The output of the one HTTP request a modern session serves, when it can carry notifications and
+    # requests (SSE); a session serving many requests at once (legacy HTTP) has it in REQUEST_CHANNEL.
+    channel: Notify | None = None
+    _request_id: Any = None
+    _counted = False  # in front.sessions_opened, once its era is known
+
     def __init__(self, front: Front, notify: Notify | None = None, *, transport: str = "stdio") -> None:
         self.front = front
         self.hangar = front.hangar
         self._notify = notify
         self.transport = transport
-        self.era: Era | None = None
-        self.protocol_version: str | None = None
         self.client_info: JsonObject = {}
         self.client_capabilities: JsonObject = {}
-        self.initialized = False
-        self.request_headers: Mapping[str, str] | None = None
-        self.principal: Principal | None = None  # who this session acts as (auth on)
-        self.log_level: str | None = None
-        self._request_id: Any = None
         self.in_flight: dict[Any, asyncio.Task[Any]] = {}
         self._outgoing: dict[str, asyncio.Future[JsonObject]] = {}  # our requests to the client
         self._outgoing_ids = itertools.count(1)
-        self._counted = False  # in front.sessions_opened, once its era is known
         if notify is not None:
             front.sessions.add(self)
 
@@ -290,12 +296,17 @@ class FrontSession:
             return error_response(request_id, INVALID_PARAMS, "'params' must be an object")
         self.request_headers = headers if self.transport == "http" and self.era != "legacy" else None
         self._request_id = request_id
+        params = params or {}
         try:
+            if self.era != "legacy" and method != "initialize" and not sdk_loaded():
+                await load_sdk()  # a modern request (or the first of a new stdio client) needs the SDK's checks
             if tracing.ENABLED:
-                with tracing.front_span(method, params or {}, headers):
-                    result = await self._dispatch(method, params or {}, message, headers)
+                with tracing.front_span(method, params, headers):
+                    result = await self._dispatch(method, params, message, headers)
             else:
-                result = await self._dispatch(method, params or {}, message, headers)
+                result = await self._dispatch(method, params, message, headers)
+            if self.era == "modern":  # set by the classification, never changed after it
+                result = _modern_result(result)
         except RpcError as exc:
             return error_response(request_id, exc.code, exc.message, exc.data)
         except asyncio.CancelledError:
@@ -331,34 +342,37 @@ class FrontSession:
         if self.era == "legacy" and modern:
             raise RpcError(INVALID_REQUEST, "this connection serves the handshake protocol era "
                                             f"({self.protocol_version}); per-request _meta is not accepted")
-        inbound = sdk()
-        verdict = inbound.classify_inbound_request(message, headers=headers, supported_modern_versions=MODERN_VERSIONS)
-        if isinstance(verdict, inbound.InboundLadderRejection):
-            raise RpcError(verdict.code, verdict.message, verdict.data)
+        route = accepted_modern(method, params, headers, MODERN_VERSIONS)
+        if route is None:  # the SDK decides (and words the rejection)
+            inbound = sdk()
+            verdict = inbound.classify_inbound_request(message, headers=headers,
+                                                       supported_modern_versions=MODERN_VERSIONS)
+            if isinstance(verdict, inbound.InboundLadderRejection):
+                raise RpcError(verdict.code, verdict.message, verdict.data)
+            route = verdict.protocol_version, verdict.client_capabilities
         self.era = "modern"
-        self.protocol_version = verdict.protocol_version
-        caps = verdict.client_capabilities
+        self.protocol_version, caps = route
         self.client_capabilities = caps if isinstance(caps, dict) else {}
         return "modern"
 
-    async def _dispatch(self, method: str, params: JsonObject, message: JsonObject,
-                        headers: Mapping[str, str] | None) -> JsonObject:
-        if self.front.guard.enforcing:
+    def _dispatch(self, method: str, params: JsonObject, message: JsonObject,
+                  headers: Mapping[str, str] | None) -> Awaitable[JsonObject]:
+        """The handler of this request, once it may be served (a coroutine to await; no layer of its own)."""
+        guard = self.front.guard
+        if guard.enforcing:
             try:
-                self.front.guard.check_method(self.principal, method)
+                guard.check_method(self.principal, method)
             except HangarError as exc:
                 raise RpcError(exc.jsonrpc_code, exc.message, as_error_data(exc)) from None
-        if self.era != "legacy" and method != "initialize" and not sdk_loaded():
-            await load_sdk()  # a modern request (or the first of a new stdio client) needs the SDK's checks
         era = self._classify(method, params, message, headers)
         if not self._counted:
             self._counted = True
             self.front.sessions_opened[(era, self.transport)] += 1
         if era == "legacy":
-            result = await self._legacy(method, params)
-        else:
-            result = await self._modern(method, params)
-        return result
+            return self._legacy(method, params)
+        if method == "tools/call":  # the hot path, without the _modern coroutine
+            return self._tools_call(params)
+        return self._modern(method, params)
 
     async def _legacy(self, method: str, params: JsonObject) -> JsonObject:
         if method == "initialize":
@@ -386,17 +400,11 @@ class FrontSession:
         elif method in ("ping", "logging/setLevel", "initialize"):
             raise RpcError(METHOD_NOT_FOUND, f"method not found in protocol 2026-07-28: {method}")
         elif method == "tools/call":
-            result = await self._tools_call(params)  # the hot path, one coroutine fewer than _common
+            result = await self._tools_call(params)
         elif method == "subscriptions/listen":
             result = await self._listen(params)
         else:
             result = await self._common(method, params)
-        result.setdefault("resultType", "complete")
-        meta = result.get("_meta")
-        if not isinstance(meta, dict):
-            result["_meta"] = {META_SERVER_INFO: SERVER_INFO}
-        elif META_SERVER_INFO not in meta:
-            result["_meta"] = {**meta, META_SERVER_INFO: SERVER_INFO}
         return result
 
     # ------------------------------------------------------------------ methods of both eras
@@ -434,7 +442,7 @@ class FrontSession:
     async def _listen(self, params: JsonObject) -> JsonObject:
         """A 2026-07-28 listen stream: acknowledge the honoured filter, then relay matching list changes
         tagged with this subscription's id, until the client goes away or Hangar shuts down."""
-        channel = REQUEST_CHANNEL.get()
+        channel = self.channel or REQUEST_CHANNEL.get()
         if channel is None:
             raise RpcError(INVALID_REQUEST, "subscriptions/listen needs a streaming response "
                                             "(Accept: text/event-stream)")
@@ -475,7 +483,7 @@ class FrontSession:
     def _caller(self, meta: Any = None) -> Caller:
         """Where this request's progress and server-to-client requests go: the HTTP request's own
         stream when it has one, else the session's output (stdio)."""
-        channel = REQUEST_CHANNEL.get()
+        channel = self.channel or REQUEST_CHANNEL.get()
         notify = channel or self._notify
         ask = None
         if self.era == "legacy" and notify is not None:
@@ -484,9 +492,19 @@ class FrontSession:
                 return await self.send_request(method, params, channel)
 
         level = meta.get(META_LOG_LEVEL) if isinstance(meta, dict) else None
-        meta_level = level if isinstance(level, str) else None
         return Caller(notify=notify, request=ask, capabilities=self.client_capabilities,
-                      log_level=self.log_level or meta_level)
+                      log_level=self.log_level or (level if isinstance(level, str) else None))
+
+    def _call_of(self, server: ManagedServer | Group, tool: str, arguments: JsonObject | None, meta: Any,
+                 caller: Caller, extra: JsonObject) -> Callable[[JsonObject | None], Awaitable[JsonObject]]:
+        """The upstream call of a tools/call, made again with the fields of each input round."""
+
+        async def call(more: JsonObject | None) -> JsonObject:
+            fields = {**extra, **more} if more else extra
+            return await server.call_tool(tool, arguments, meta=self._upstream_meta(meta), caller=caller,
+                                          extra=fields or None)
+
+        return call
 
     async def _common(self, method: str, params: JsonObject) -> JsonObject:
         if method == "tools/list":
@@ -560,20 +578,17 @@ class FrontSession:
             extra = {} if params.keys() <= _CALL_KEYS else \
                 {k: v for k, v in params.items() if k not in _CALL_KEYS}
             caller = self._caller(meta)
-
-            async def call(more: JsonObject | None) -> JsonObject:
-                fields = {**extra, **more} if more else extra
-                return await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta),
-                                              caller=caller, extra=fields or None)
-
             if tracing.ENABLED:
+                call = self._call_of(server, route.tool, arguments, meta, caller, extra)
                 with tracing.route_span(name, route.server_id, route.tool, server is not self.hangar.servers.get(
                         route.server_id)):
                     return await self._resolve_inputs(await call(None), call, caller)
-            result = await call(None)
+            result = await server.call_tool(route.tool, arguments, meta=self._upstream_meta(meta), caller=caller,
+                                            extra=extra or None)
             if result.get("resultType") != "input_required":
-                return result  # the common case, without the input rounds' coroutine
-            return await self._resolve_inputs(result, call, caller)
+                return result  # the common case: no closure, no input rounds
+            return await self._resolve_inputs(result, self._call_of(server, route.tool, arguments, meta, caller,
+                                                                    extra), caller)
         except UpstreamRpcError as exc:
             raise RpcError(exc.jsonrpc_code, str(exc.error.get("message") or exc.message),
                            exc.error.get("data")) from None
@@ -584,6 +599,17 @@ class FrontSession:
         except HangarError as exc:
             raise RpcError(INTERNAL_ERROR, exc.message, {"error_type": exc.error_name,
                                                          "mcp_server": route.server_id}) from None
+
+
+def _modern_result(result: JsonObject) -> JsonObject:
+    """A 2026-07-28 result as sent: its resultType, and Hangar's serverInfo in its _meta."""
+    result.setdefault("resultType", "complete")
+    meta = result.get("_meta")
+    if not isinstance(meta, dict):
+        result["_meta"] = {META_SERVER_INFO: SERVER_INFO}
+    elif META_SERVER_INFO not in meta:
+        result["_meta"] = {**meta, META_SERVER_INFO: SERVER_INFO}
+    return result
 
 
 def dumps(message: JsonObject) -> bytes:

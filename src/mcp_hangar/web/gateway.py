@@ -19,7 +19,7 @@ import asyncio
 import importlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,7 +28,7 @@ from starlette.datastructures import State
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..discovery.metrics import DiscoveryMetrics
-from ..front.http import McpHttpEndpoint
+from ..front.http import McpHttpEndpoint, decode_headers
 from ..front.session import Front
 from ..metrics import Metrics
 from . import probes
@@ -59,23 +59,32 @@ class HttpCounter:
         began = time.perf_counter()
         status = 500
 
-        async def send_status(message: Message) -> None:
+        def send_status(message: Message) -> Awaitable[None]:  # no coroutine of its own: send's is awaited
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-            await send(message)
+            return send(message)
 
         try:
             await app(scope, receive, send_status)
         finally:
-            key = (scope.get("method", ""), template_of(scope), status)
-            children = self._children.get(key)
-            if children is None:
-                children = (self.metrics.http_requests.labels(key[0], key[1], str(status)),
-                            self.metrics.http_duration.labels(key[0], key[1]))
-                self._children[key] = children
-            children[0].inc()
-            children[1].observe(time.perf_counter() - began)
+            self.count(scope.get("method", ""), template_of(scope), status, began)
+
+    def count(self, method: str, template: str, status: int, began: float) -> None:
+        """Count one request answered with ``status`` (500 when no answer began), ``began`` at that
+        ``time.perf_counter()``."""
+        key = (method, template, status)
+        children = self._children.get(key)
+        if children is None:
+            children = (self.metrics.http_requests.labels(method, template, str(status)),
+                        self.metrics.http_duration.labels(method, template))
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(time.perf_counter() - began)
+
+
+def _has_origin(scope: Scope) -> bool:
+    return any(name == b"origin" for name, _ in scope["headers"])
 
 
 def _path_template(scope: Scope) -> str:
@@ -128,12 +137,29 @@ class Gateway:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if kind == "http" and not any(k == b"origin" for k, _ in scope["headers"]):
+        if kind == "http":
             path, method = scope["path"], scope["method"]
             if path == "/mcp" and self.lean_mcp and method in LEAN_MCP_METHODS:
-                await self.counter.serve(self.mcp, scope, receive, send, _path_template)
-                return
-            if method == "GET" and path in PLAIN_PATHS:
+                # The endpoint needs the headers decoded anyway: an Origin is looked for among them, and
+                # only then (rarely) among the raw names, which decide (the REST stack reads those).
+                headers, duplicated = decode_headers(scope["headers"])
+                if "origin" not in headers or not _has_origin(scope):
+                    # HttpCounter.serve's work, without its coroutine
+                    began = time.perf_counter()
+                    status = 500
+
+                    def send_status(message: Message) -> Awaitable[None]:
+                        nonlocal status
+                        if message["type"] == "http.response.start":
+                            status = message["status"]
+                        return send(message)
+
+                    try:
+                        await self.mcp.serve(scope, receive, send_status, headers, duplicated)
+                    finally:
+                        self.counter.count(method, path, status, began)
+                    return
+            elif method == "GET" and path in PLAIN_PATHS and not _has_origin(scope):
                 await self.counter.serve(self._serve_plain, scope, receive, send, _path_template)
                 return
         if kind == "lifespan":
