@@ -303,7 +303,7 @@ class McpHttpEndpoint:
                 return
             existing.principal = principal  # resolved now: roles changed since are in effect
         existing.last_seen = time.monotonic()
-        await _serve_request(existing, receive, send, headers, message, _legacy_status, None)
+        await _serve_legacy(existing, send, headers, message)
 
     def _withdraw(self, session: LegacyHttpSession, reason: str) -> None:
         """End a session whose key or principal lost its access: refused from now on, GET stream closed."""
@@ -479,42 +479,26 @@ class _DisconnectWatch:
             self._timer = loop.call_at(waiting + WATCH_AFTER_S, self._start_due)
 
 
-async def _serve_request(session: FrontSession, receive: Receive, send: Send, headers: Mapping[str, str],
-                         message: JsonObject, status_of: Callable[[JsonObject], int],
-                         watch: _DisconnectWatch | None) -> None:
-    """Run one request; its progress notifications and client requests ride on its own response.
-
-    The request runs in the ASGI task itself (no task of its own); with ``watch`` (the 2026-07-28 era),
-    that task is cancelled if the client goes away."""
+async def _serve_legacy(session: FrontSession, send: Send, headers: Mapping[str, str], message: JsonObject) -> None:
+    """Run one request of a legacy session; its progress notifications and client requests ride on its
+    own response. It runs in the ASGI task itself (no task of its own). (A 2026-07-28 request is served
+    inline in ``McpHttpEndpoint.__call__``, where a client that goes away cancels it.)"""
     stream = _LazyStream(send)
     token = REQUEST_CHANNEL.set(stream.event if "text/event-stream" in headers.get("accept", "") else None)
-    current = asyncio.current_task() if watch is not None and "id" in message else None
-    watched = watch.enter(current, receive) if watch is not None and current is not None else None
     try:
         response = await session.handle(message, headers=headers)
-    except asyncio.CancelledError:
-        if watched is not None and watched.gone:
-            watched.task.uncancel()
-            return  # the client went away: nothing to answer
-        raise
     finally:
         REQUEST_CHANNEL.reset(token)
-        if watch is not None and watched is not None:
-            watch.leave(watched)
     if response is None:
         await _plain(send, 202, "")
     else:
-        await stream.finish(status_of(response), response)
+        await stream.finish(200, response)
 
 
 def _has_modern_meta(message: JsonObject) -> bool:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
     return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
-
-
-def _legacy_status(response: JsonObject) -> int:
-    return 200
 
 
 def decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:
