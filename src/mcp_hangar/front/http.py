@@ -24,6 +24,7 @@ import orjson
 from starlette.types import Message, Receive, Scope, Send
 
 from ..auth.guard import PRINCIPAL_SCOPE_KEY
+from ..upstream.era import META_VERSION
 from .inbound import ERROR_CODE_HTTP_STATUS, ROUTING_HEADERS
 from .session import (
     INVALID_REQUEST,
@@ -498,7 +499,7 @@ async def _serve_legacy(session: FrontSession, send: Send, headers: Mapping[str,
 def _has_modern_meta(message: JsonObject) -> bool:
     params = message.get("params")
     meta = params.get("_meta") if isinstance(params, dict) else None
-    return isinstance(meta, dict) and "io.modelcontextprotocol/protocolVersion" in meta
+    return isinstance(meta, dict) and META_VERSION in meta
 
 
 def decode_headers(raw: Any) -> tuple[dict[str, str], str | None]:

@@ -19,13 +19,13 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from ..upstream.era import META_CAPABILITIES, META_VERSION
+
 # Status codes of JSON-RPC errors on the HTTP front (the spec's table; -32603 stays 200).
 ERROR_CODE_HTTP_STATUS: dict[int, int] = {
     -32700: 400, -32600: 400, -32602: 400, -32020: 400, -32021: 400, -32022: 400, -32601: 404,
 }
 ROUTING_HEADERS = frozenset({"mcp-protocol-version", "mcp-method", "mcp-name"})
-META_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 NAME_BEARING = {"tools/call": "name", "prompts/get": "name", "resources/read": "uri"}  # the param Mcp-Name mirrors
 _SENTINEL = "=?base64?"  # how a base64-wrapped header value starts
 PRIVATE_NAME = "mcp_hangar._sdk_inbound"

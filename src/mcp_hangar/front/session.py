@@ -27,6 +27,7 @@ from .. import __version__, tracing
 from ..auth.guard import Guard, as_error_data
 from ..callers import CAPABILITY_OF, Caller
 from ..errors import HangarError, McpServerNotFoundError, UpstreamRpcError, UpstreamTimeoutError
+from ..upstream.era import META_CAPABILITIES, META_LOG_LEVEL, META_VERSION
 from .catalog import MANAGEMENT, Catalog
 from .features import FeatureError, Features, map_uri
 from .inbound import accepted_modern, load_sdk, param_header_rejection, sdk, sdk_loaded
@@ -46,10 +47,7 @@ Era = Literal["legacy", "modern"]
 LEGACY_VERSIONS = ("2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25")
 LATEST_LEGACY = "2025-11-25"
 MODERN_VERSIONS = ("2026-07-28",)
-META_VERSION = "io.modelcontextprotocol/protocolVersion"
-META_CAPABILITIES = "io.modelcontextprotocol/clientCapabilities"
 META_SERVER_INFO = "io.modelcontextprotocol/serverInfo"
-META_LOG_LEVEL = "io.modelcontextprotocol/logLevel"
 SERVER_INFO = {"name": "mcp-hangar", "version": __version__}
 INSTRUCTIONS = (
     "MCP Hangar aggregates several MCP servers. Upstream tools are named <server><separator><tool>; "
