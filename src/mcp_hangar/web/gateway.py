@@ -45,6 +45,22 @@ METRICS_HEADERS = [(b"content-type", CONTENT_TYPE_LATEST.encode())]
 PLAIN_PATHS = frozenset({"/health/live", "/health/ready", "/health/startup", "/metrics"})
 
 
+class StatusSend:
+    """An ASGI ``send`` that notes the response's status (500 until one starts). A plain callable, not a
+    coroutine of its own: ``send``'s awaitable is handed back."""
+
+    __slots__ = ("send", "status")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        self.status = 500
+
+    def __call__(self, message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        return self.send(message)
+
+
 class HttpCounter:
     """Counts HTTP requests by method, route template and status, and times them. Label children are
     kept per (method, template, status): looking them up is the costly part of counting."""
@@ -57,18 +73,11 @@ class HttpCounter:
                     template_of: Callable[[Scope], str]) -> None:
         """Run ``app`` on one request and count it (``template_of`` is asked once it has been routed)."""
         began = time.perf_counter()
-        status = 500
-
-        def send_status(message: Message) -> Awaitable[None]:  # no coroutine of its own: send's is awaited
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            return send(message)
-
+        send_status = StatusSend(send)
         try:
             await app(scope, receive, send_status)
         finally:
-            self.count(scope.get("method", ""), template_of(scope), status, began)
+            self.count(scope.get("method", ""), template_of(scope), send_status.status, began)
 
     def count(self, method: str, template: str, status: int, began: float) -> None:
         """Count one request answered with ``status`` (500 when no answer began), ``began`` at that
@@ -144,20 +153,12 @@ class Gateway:
                 # only then (rarely) among the raw names, which decide (the REST stack reads those).
                 headers, duplicated = decode_headers(scope["headers"])
                 if "origin" not in headers or not _has_origin(scope):
-                    # HttpCounter.serve's work, without its coroutine
-                    began = time.perf_counter()
-                    status = 500
-
-                    def send_status(message: Message) -> Awaitable[None]:
-                        nonlocal status
-                        if message["type"] == "http.response.start":
-                            status = message["status"]
-                        return send(message)
-
+                    began = time.perf_counter()  # HttpCounter.serve's work, without its coroutine
+                    send_status = StatusSend(send)
                     try:
                         await self.mcp.serve(scope, receive, send_status, headers, duplicated)
                     finally:
-                        self.counter.count(method, path, status, began)
+                        self.counter.count(method, path, send_status.status, began)
                     return
             elif method == "GET" and path in PLAIN_PATHS and not _has_origin(scope):
                 await self.counter.serve(self._serve_plain, scope, receive, send, _path_template)
