@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import sys
@@ -41,6 +42,21 @@ def loaded_config(servers: dict[str, dict[str, Any]], extra: dict[str, Any] | No
     text = yaml.safe_dump(doc)
     cfg, raw, warnings = parse_config_text(text, "<test>")
     return LoadedConfig(cfg, None, raw, warnings)
+
+
+HANGAR_CLI = str(Path(sys.executable).parent / "mcp-hangar")
+
+
+async def stdio_hangar(tmp_path: Path, servers: dict[str, dict[str, Any]],
+                       limit: int = 64 * 1024) -> asyncio.subprocess.Process:
+    """``mcp-hangar serve`` over stdio on ``servers`` (stdin and stdout piped, stderr dropped); the caller
+    stops it."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"mcp_servers": servers}))
+    return await asyncio.create_subprocess_exec(
+        HANGAR_CLI, "serve", "-c", str(cfg), "--data-dir", str(tmp_path / "d"), "--log-level", "WARNING",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        limit=limit)
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from mcp import Client, StdioServerParameters
 
-from conftest import raw_server
+from conftest import raw_server, stdio_hangar
 
 NPM = Path(__file__).parent / "npm" / "node_modules"
 EVERYTHING = NPM / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
@@ -68,11 +68,7 @@ async def test_fleet_over_http_shows_in_history_and_metrics(http_factory: Any, s
 
 
 async def test_malformed_input_on_stdio_gets_jsonrpc_errors(tmp_path: Path) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"mcp_servers": {"python": raw_server()}}))
-    proc = await asyncio.create_subprocess_exec(
-        HANGAR, "serve", "-c", str(cfg), "--data-dir", str(tmp_path / "d"), "--log-level", "WARNING",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    proc = await stdio_hangar(tmp_path, {"python": raw_server()})
     assert proc.stdin is not None and proc.stdout is not None
     try:
         lines = [b"this is not json", b'{"jsonrpc": "2.0", "id": 1}', b"[1, 2]", b'{"jsonrpc": "2.0", "id": 2, '

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from pathlib import Path
 
 import orjson
-import yaml
 
-from conftest import raw_server
+from conftest import raw_server, stdio_hangar
 from mcp_hangar.front.stdio import _LineReader
-
-HANGAR = str(Path(sys.executable).parent / "mcp-hangar")
 
 
 async def test_lines_are_split_wherever_the_reads_cut_them() -> None:
@@ -42,11 +38,7 @@ async def test_a_line_too_large_is_dropped_whole_and_said_once() -> None:
 
 
 async def test_bad_lines_get_a_parse_error_and_the_session_goes_on(tmp_path: Path) -> None:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"mcp_servers": {"raw": raw_server()}}))
-    proc = await asyncio.create_subprocess_exec(
-        HANGAR, "serve", "-c", str(cfg), "--data-dir", str(tmp_path / "d"), "--log-level", "WARNING",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    proc = await stdio_hangar(tmp_path, {"raw": raw_server()})
     assert proc.stdin is not None and proc.stdout is not None
     try:
         init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",

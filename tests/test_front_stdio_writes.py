@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import yaml
 
-from conftest import raw_server
+from conftest import raw_server, stdio_hangar
 
 HANGAR = str(Path(sys.executable).parent / "mcp-hangar")
 INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
@@ -23,12 +23,7 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
 
 
 async def _hangar(tmp_path: Path) -> asyncio.subprocess.Process:
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"mcp_servers": {"raw": raw_server()}}))
-    return await asyncio.create_subprocess_exec(
-        HANGAR, "serve", "-c", str(cfg), "--data-dir", str(tmp_path / "d"), "--log-level", "WARNING",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        limit=4 * 1024 * 1024)
+    return await stdio_hangar(tmp_path, {"raw": raw_server()}, limit=4 * 1024 * 1024)
 
 
 async def _stop(proc: asyncio.subprocess.Process) -> int:
