@@ -131,7 +131,8 @@ def test_the_writers_running_fold_from_the_events_equals_the_fold_of_their_json(
     stream_id, events = stream
     running = Running(stream_id, initial(stream_id), 0)
     for i, event in enumerate(events):
-        running.add(event, event_json(event, "test").decode())
+        running.add(type(event).__name__, event.occurred_at, getattr(event, "is_error", False) is True,
+                    event_json(event, "test").decode())
         if i == settle_at:
             running.settle()
     assert running.settle() == fold_all(stream_id, [stored(e) for e in events])

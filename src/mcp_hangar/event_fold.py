@@ -20,8 +20,6 @@ from typing import Any
 
 import orjson
 
-from .events import Event, ToolInvocationCompleted, ToolInvocationRequested
-
 State = dict[str, Any]
 Folder = Callable[[State, dict[str, Any]], None]
 
@@ -157,17 +155,18 @@ class Running:
         self._last_at: Any = None
         self._success_at: Any = None
 
-    def add(self, event: Event, stored: str) -> None:
-        """Fold ``event``, whose stored JSON is ``stored`` (parsed only for the rarer kinds)."""
-        cls = event.__class__
-        if cls is ToolInvocationCompleted and self._server:
+    def add(self, event_type: str, occurred_at: float, is_error: bool, stored: str) -> None:
+        """Fold one event: its type, time, ``is_error`` (of an invocation outcome) and stored JSON (parsed
+        only for the rarer kinds). The writer keeps these rather than the event, which is freed with its
+        call instead of with a whole batch (thousands of objects at once, a pause of the event loop)."""
+        if event_type == "ToolInvocationCompleted" and self._server:
             self._completed += 1
-            if event.is_error:  # type: ignore[attr-defined]
+            if is_error:
                 self._errors += 1
-            self._last_at = self._success_at = event.occurred_at
-        elif cls is ToolInvocationRequested and self._server:
+            self._last_at = self._success_at = occurred_at
+        elif event_type == "ToolInvocationRequested" and self._server:
             self._requested += 1
-            self._last_at = event.occurred_at
+            self._last_at = occurred_at
         else:
             self.settle()
             fold(self.stream_id, self.state, orjson.loads(stored))

@@ -2,9 +2,12 @@
 
 Each event gets a global ``position`` (1, 2, 3, ... over the whole log) and a ``version`` within its
 stream (``mcp_server:<id>``, ``mcp_server_group:<id>``, or ``hangar`` for the rest), both assigned
-synchronously by the bus listener, in publish order. The listener does nothing else on the
-publisher's path: rows are serialized and written in batches by a background task on a worker
-thread, and the oldest events beyond ``max_events`` are pruned there too.
+synchronously by the bus listener, in publish order. The listener also builds the event's row (its
+JSON by orjson, a microsecond or two): a worker thread then only binds and steps the batch's statements,
+with the GIL let go, so a busy writer never takes the interpreter from the event loop for the length of
+a batch (measured: that hand-over, not the row building, was most of what persistence cost a call).
+Rows are written in batches by a background task, and the oldest events beyond ``max_events`` are
+pruned there too.
 
 Because positions are assigned inline, a reader that notes ``log.position`` and starts listening in
 the same step of the event loop knows exactly where stored events end and live ones begin: the
@@ -102,8 +105,10 @@ class Snapshot:
     created_at: float
 
 
-# (position, stream id, stream version, event): a plain tuple, the cheapest thing to build per event.
-_Pending = tuple[int, str, int, Event]
+# The stored row: (position, stream id, stream version, event type, event id, occurred at, JSON).
+_Row = tuple[int, str, int, str, str, float, str]
+# An event waiting for the disk: its row and its ``is_error`` (all the running fold needs besides).
+_Pending = tuple[_Row, bool]
 
 
 class EventLog(abc.ABC):
@@ -154,8 +159,10 @@ class EventLog(abc.ABC):
         stream = f"mcp_server:{server}" if server.__class__ is str else stream_of(event)
         versions = self._versions
         version = versions[stream] = versions.get(stream, 0) + 1
+        row = (position, stream, version, event.__class__.__name__, event.event_id, event.occurred_at,
+               _event_json(event, self._suffix).decode())
         pending = self._pending
-        pending.append((position, stream, version, event))
+        pending.append((row, getattr(event, "is_error", False) is True))
         if len(pending) >= self._batch:
             if len(pending) > MAX_PENDING:
                 pending.popleft()
@@ -202,7 +209,7 @@ class EventLog(abc.ABC):
             self._written_since_prune += len(batch)
             if self._written_since_prune >= max(100, self.max_events // 10):
                 self._written_since_prune = 0
-                prune_below = batch[-1][0] - self.max_events + 1
+                prune_below = batch[-1][0][0] - self.max_events + 1
             # A backlog leaves in slices: its rows (the JSON of every event) never exist all at once, and
             # the events of a written slice are released before the next one is serialized.
             while batch:
@@ -247,12 +254,13 @@ class EventLog(abc.ABC):
 
     # ------------------------------------------------------------------ the running folds
 
-    def _fold_written(self, batch: list[_Pending], rows: list[tuple[int, str, int, str, str, float, str]]) -> None:
-        """Fold the events of ``batch`` (stored as ``rows``) into their streams' running states. Run by
-        the backend on the writer's thread, under its lock, right after the write committed."""
+    def _fold_written(self, batch: list[_Pending]) -> None:
+        """Fold the events of ``batch`` into their streams' running states. Run by the backend on the
+        writer's thread, under its lock, right after the write committed."""
         running = self._running
         touched: dict[str, Running] = {}
-        for i, (_, stream, version, event) in enumerate(batch):
+        for row, is_error in batch:
+            stream, version = row[1], row[2]
             entry = running.get(stream)
             if entry is None:
                 if stream in self._seen or stream in self._stored_at_open:
@@ -264,7 +272,7 @@ class EventLog(abc.ABC):
                 continue  # written again after a write that failed once committed
             touched[stream] = entry
             try:
-                entry.add(event, rows[i][6])
+                entry.add(row[3], row[5], is_error, row[6])
             except Exception:
                 self._unfoldable(stream)
                 continue
@@ -319,11 +327,11 @@ class EventLog(abc.ABC):
         self._running.pop(stream_id, None)
         self._generation += 1
 
-    def _row(self, item: _Pending) -> tuple[int, str, int, str, str, float, str]:
-        """One stored row (run on the writer's thread: events are immutable)."""
-        position, stream, version, event = item
-        return (position, stream, version, event.__class__.__name__, event.event_id, event.occurred_at,
-                _event_json(event, self._suffix).decode())
+    @staticmethod
+    def _batch_rows(batch: list[_Pending]) -> tuple[list[_Row], dict[str, int]]:
+        """The rows of ``batch`` and every stream's last version among them."""
+        rows = [item[0] for item in batch]
+        return rows, {row[1]: row[2] for row in rows}
 
     # ------------------------------------------------------------------ snapshots, compaction, retention
 

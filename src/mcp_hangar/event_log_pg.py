@@ -148,10 +148,7 @@ class PostgresEventLog(EventLog):
 
     async def _write(self, batch: list[_Pending]) -> None:
         def work(c: Any) -> None:
-            rows = [self._row(item) for item in batch]
-            last: dict[str, int] = {}
-            for _, stream, version, _ in batch:
-                last[stream] = version
+            rows, last = self._batch_rows(batch)
             now = time.time()
             with c.transaction(), c.cursor() as cur:
                 with cur.copy(f"COPY incoming ({_COLUMNS}) FROM STDIN") as copy:
@@ -163,7 +160,7 @@ class PostgresEventLog(EventLog):
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (%s, %s, %s) "
                     "ON CONFLICT (stream_id) DO UPDATE SET version = GREATEST(streams.version, excluded.version), "
                     "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
-            self._fold_written(batch, rows)
+            self._fold_written(batch)
 
         await self._call(work)
 

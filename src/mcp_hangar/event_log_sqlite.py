@@ -78,10 +78,7 @@ class SqliteEventLog(SqliteAccess, EventLog):
 
     async def _write(self, batch: list[_Pending]) -> None:
         def work(c: sqlite3.Connection) -> None:
-            rows = [self._row(item) for item in batch]
-            last: dict[str, int] = {}
-            for _, stream, version, _ in batch:
-                last[stream] = version
+            rows, last = self._batch_rows(batch)
             now = time.time()
             with transaction(c):
                 insert_rows(c, f"INSERT OR REPLACE INTO events ({_COLUMNS})", 7, rows)
@@ -89,7 +86,7 @@ class SqliteEventLog(SqliteAccess, EventLog):
                     "INSERT INTO streams (stream_id, version, updated_at) VALUES (?, ?, ?) "
                     "ON CONFLICT(stream_id) DO UPDATE SET version = MAX(version, excluded.version), "
                     "updated_at = excluded.updated_at", [(s, v, now) for s, v in last.items()])
-            self._fold_written(batch, rows)
+            self._fold_written(batch)
 
         await self._run(work)
 

@@ -124,18 +124,11 @@ class Store(SqliteAccess):
 
     # ------------------------------------------------------------------ history
 
-    async def append_invocations(self, events: list[Event]) -> None:
+    async def append_invocations(self, rows: list[InvocationRow]) -> None:
+        """Write invocation records (``invocation_row``) and apply the per-server retention."""
         keep = self.history_retention
 
         def work(c: sqlite3.Connection) -> None:
-            # The rows are built here, on the worker thread: events are immutable.
-            rows = []
-            for e in events:
-                if not isinstance(e, (ToolInvocationCompleted, ToolInvocationFailed)):
-                    continue
-                outcome = "failure" if isinstance(e, ToolInvocationFailed) else ("error" if e.is_error else "success")
-                rows.append((e.mcp_server_id, e.event_id, e.__class__.__name__, e.tool_name, e.correlation_id,
-                             e.occurred_at, outcome, e.duration_ms, e.to_json().decode()))
             if not rows:
                 return
             servers = {r[0] for r in rows}
@@ -304,27 +297,41 @@ class Store(SqliteAccess):
         await self._run(work)
 
 
+# (server id, event id, event type, tool name, correlation id, occurred at, outcome, duration ms, JSON)
+InvocationRow = tuple[str, str, str, str, str, float, str, float, str]
+
+
+def invocation_row(e: ToolInvocationCompleted | ToolInvocationFailed) -> InvocationRow:
+    """The history's record of an invocation outcome."""
+    outcome = "failure" if isinstance(e, ToolInvocationFailed) else ("error" if e.is_error else "success")
+    return (e.mcp_server_id, e.event_id, e.__class__.__name__, e.tool_name, e.correlation_id, e.occurred_at,
+            outcome, e.duration_ms, e.to_json().decode())
+
+
 HISTORY_CHUNK = 5_000  # invocation records per write (one transaction)
 HISTORY_MAX_PENDING = 200_000  # records waiting for a database that refuses them; beyond, the oldest go
 
 
 class HistoryWriter:
-    """Collects invocation events from the bus and writes them in batches."""
+    """Collects invocation events from the bus and writes them in batches. Each record is built as the
+    event is published (a microsecond), so the writer's thread only binds and steps its statements, with
+    the GIL let go (see ``event_log``)."""
 
     def __init__(self, store: Store, bus: EventBus, interval: float = 0.25, batch: int = 500) -> None:
         self._store = store
         self._bus = bus
         self._interval = interval
         self._batch = batch
-        self._buffer: list[Event] = []
+        self._buffer: list[InvocationRow] = []
         self._wake = asyncio.Event()
         self._flush_lock = asyncio.Lock()
         self._failures = WriteFailures(log, "invocation history")
         self.dropped = 0  # records never written because the database refused them too long
         bus.add_listener(self._on_event, (ToolInvocationCompleted, ToolInvocationFailed))
 
-    def _on_event(self, event: Event) -> None:  # invocation outcomes only (the listener's types)
-        self._buffer.append(event)
+    def _on_event(self, event: Event) -> None:
+        assert isinstance(event, (ToolInvocationCompleted, ToolInvocationFailed))  # the listener's types
+        self._buffer.append(invocation_row(event))
         if len(self._buffer) >= self._batch:
             self._wake.set()
 
