@@ -4,7 +4,9 @@ server answers)."""
 
 from __future__ import annotations
 
+import gc
 import logging
+import weakref
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from mcp_hangar.events import (
     McpServerStateChanged,
     ToolInvocationCompleted,
 )
+from mcp_hangar.store import HistoryWriter, Store
 from store_backends import LogFactory, WriteRefusal
 
 
@@ -67,6 +70,36 @@ async def test_a_backlog_is_written_in_slices_and_every_event_is_kept(make_log: 
     stored = await log.read(0, log.position, limit=total + 1)
     assert [s.position for s in stored] == list(range(1, total + 1))
     assert [s.version for s in stored if s.stream_id == "mcp_server:s0"] == list(range(1, (total + 2) // 3 + 1))
+    await log.close()
+
+
+async def test_events_waiting_for_the_disk_are_not_kept_alive_and_are_stored_whole(
+        make_log: LogFactory, tmp_path: Path) -> None:
+    # The rows are built as the events are published: an event is freed with its call, not with the
+    # whole batch at the flush (thousands at once, a pause of the event loop). The history likewise.
+    bus = EventBus()
+    log = await opened(make_log, bus)
+    store = Store(tmp_path / "hangar.db")
+    await store.open()
+    history = HistoryWriter(store, bus)
+    event = ToolInvocationCompleted(mcp_server_id="a", tool_name="echo", correlation_id="c1", duration_ms=1.5,
+                                    result_size_bytes=3, is_error=True)
+    expected, event_id = {**event.to_dict(), "produced_by": "test-1"}, event.event_id
+    alive = weakref.ref(event)
+    bus.publish(event)
+    del event
+    gc.collect()
+    assert alive() is None and log.position == 1
+    await log.flush()
+    await history.flush()
+    [stored] = await log.read(0, 1)
+    assert stored.data == expected and stored.event_id == event_id
+    snapshot = await log.snapshot_stream("mcp_server:a")  # from the writer's running fold
+    assert snapshot is not None and snapshot.state["tool_errors"] == 1 and snapshot.state["total_invocations"] == 1
+    [(_, record)], total = await store.history("a", limit=10, before=None)
+    assert total == 1 and record["outcome"] == "error" and record["event_id"] == event_id
+    await history.close()
+    await store.close()
     await log.close()
 
 
