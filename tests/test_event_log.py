@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import logging
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from mcp_hangar.events import (
     EventBus,
     GroupStateChanged,
     HealthCheckPassed,
+    McpServerEvent,
     McpServerStateChanged,
     ToolInvocationCompleted,
 )
@@ -112,6 +114,41 @@ async def test_taps_see_each_event_with_its_position_as_it_is_published(make_log
     bus.publish(first)
     bus.publish(second)
     assert seen == [(1, first.event_id), (2, second.event_id)]
+    await log.close()
+
+
+@dataclass(frozen=True, kw_only=True)
+class _OddPayload(McpServerEvent):
+    """An event whose field holds what orjson refuses (test-only)."""
+
+    payload: object
+
+
+class _Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+async def test_an_event_orjson_refuses_is_still_stored_in_order_and_tapped(make_log: LogFactory) -> None:
+    bus = EventBus()
+    log = await opened(make_log, bus)
+    seen: list[int] = []
+    log.add_tap(lambda position, event: seen.append(position))
+    odd = _OddPayload(mcp_server_id="a", payload={1: "int key", "big": 2 ** 70, "nan": float("nan"),
+                                                  "odd": _Unprintable(), "deep": [[[[1]]]], "set": {3}})
+    bus.publish(state("a"))
+    bus.publish(odd)
+    bus.publish(state("a", "dead"))
+    assert log.position == 3 and seen == [1, 2, 3]  # no gap in positions, the tap fed
+    await log.flush()
+    stored = await log.read(0, log.position)
+    assert [(s.position, s.version) for s in stored] == [(1, 1), (2, 2), (3, 3)]
+    assert stored[1].data == {"event_type": "_OddPayload", "event_id": odd.event_id,
+                              "occurred_at": odd.occurred_at, "mcp_server_id": "a",
+                              "payload": {"1": "int key", "big": str(2 ** 70), "nan": None,
+                                          "odd": "<_Unprintable>", "deep": [[[[1]]]], "set": [3]},
+                              "produced_by": "test-1"}
+    assert log.dropped == 0
     await log.close()
 
 

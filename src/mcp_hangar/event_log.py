@@ -38,6 +38,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -83,7 +84,37 @@ def produced_by_suffix(produced_by: str) -> bytes:
 
 def _event_json(event: Event, suffix: bytes) -> bytes:
     # One join of the class's prefix, the fields orjson wrote (without their braces) and the suffix.
-    return b"".join((event.json_prefix, memoryview(orjson.dumps(event, default=str))[1:-1], suffix))
+    try:
+        return b"".join((event.json_prefix, memoryview(orjson.dumps(event, default=str))[1:-1], suffix))
+    except TypeError:  # orjson.JSONEncodeError: a key that is not a string, an integer past 64 bits, ...
+        fields = event.to_dict()
+        del fields["event_type"]  # the prefix has it
+        return b"".join((event.json_prefix, memoryview(orjson.dumps(_plain(fields)))[1:-1], suffix))
+
+
+def _plain(value: object, depth: int = 0) -> object:
+    """``value`` as what JSON can hold, whatever it is: an event is stored even when a field holds
+    something orjson refuses (keys become strings, what JSON has no form for becomes its text)."""
+    if value is None or isinstance(value, (str, bool)):
+        return value
+    if isinstance(value, int):
+        return value if -(2 ** 63) <= value < 2 ** 64 else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth >= 64:
+        return "<nested too deep>"
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else _text(k): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v, depth + 1) for v in value]
+    return _text(value)
+
+
+def _text(value: object) -> str:
+    try:
+        return str(value)
+    except Exception:  # an object whose __str__ fails still leaves its event storable
+        return f"<{type(value).__name__}>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,13 +185,13 @@ class EventLog(abc.ABC):
         self._stamp(event)
 
     def _stamp(self, event: Event) -> None:
+        data = _event_json(event, self._suffix).decode()  # first: nothing is counted for a failure here
         self.position = position = self.position + 1
         server = getattr(event, "mcp_server_id", None)
         stream = f"mcp_server:{server}" if server.__class__ is str else stream_of(event)
         versions = self._versions
         version = versions[stream] = versions.get(stream, 0) + 1
-        row = (position, stream, version, event.__class__.__name__, event.event_id, event.occurred_at,
-               _event_json(event, self._suffix).decode())
+        row = (position, stream, version, event.__class__.__name__, event.event_id, event.occurred_at, data)
         pending = self._pending
         pending.append((row, getattr(event, "is_error", False) is True))
         if len(pending) >= self._batch:
