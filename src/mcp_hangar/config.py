@@ -31,13 +31,15 @@ Mode = Literal["subprocess", "docker", "remote"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: the schema is built when first used (for the config file, once, as part of the
+    # whole config's), not once per class at import and again inside the whole config's.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class ToolDecl(BaseModel):
     """A pre-declared tool: shown to clients before the server's first start. Extra keys are kept."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
     name: str = Field(min_length=1, max_length=128)
     description: str | None = None
     inputSchema: dict[str, Any] = Field(default_factory=lambda: {"type": "object"})

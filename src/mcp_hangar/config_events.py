@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from .events import Event
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ConfigurationReloadRequested(Event):
     config_path: str
     trigger: str  # api, watcher, sighup, mcp_tool
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ConfigurationReloaded(Event):
     config_path: str
     trigger: str
@@ -31,7 +31,7 @@ class ConfigurationReloaded(Event):
     duration_ms: float = 0.0
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class ConfigurationReloadFailed(Event):
     config_path: str
     trigger: str

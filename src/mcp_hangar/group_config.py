@@ -22,7 +22,9 @@ MEMBER_KEYS = ("id", "member_id", "weight", "priority")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: the schema is built when first used (for the config file, once, as part of the
+    # whole config's), not once per class at import and again inside the whole config's.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class GroupHealthSettings(_Strict):

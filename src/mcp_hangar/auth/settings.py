@@ -16,7 +16,9 @@ SCOPE_RE = re.compile(r"^(global|(group|mcp_server):[A-Za-z0-9_.-]{1,64})$")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # defer_build: the schema is built when first used (for the config file, once, as part of the
+    # whole config's), not once per class at import and again inside the whole config's.
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 def check_principal(value: str) -> str:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ..events import Event, McpServerEvent
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerDiscovered(McpServerEvent):
     source_id: str
     source_type: str
@@ -17,38 +17,38 @@ class McpServerDiscovered(McpServerEvent):
     origin: str = ""
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerDiscoveryLost(McpServerEvent):
     source_id: str
     status: str  # what it was when it vanished
     action: str  # dropped (pending/quarantined), kept (additive), removal_scheduled (authoritative)
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerDiscoveryConfigChanged(McpServerEvent):
     source_id: str
     old_fingerprint: str
     new_fingerprint: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerQuarantined(McpServerEvent):
     source_id: str
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerApproved(McpServerEvent):
     source_id: str
     automatic: bool = False
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerRejected(McpServerEvent):
     source_id: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class McpServerDiscoveryRefused(McpServerEvent):
     """A discovered server was not proposed: over a limit, or its id is taken."""
 
@@ -57,7 +57,7 @@ class McpServerDiscoveryRefused(McpServerEvent):
     message: str
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class DiscoveryCycleCompleted(Event):
     source_id: str
     source_type: str
@@ -67,7 +67,7 @@ class DiscoveryCycleCompleted(Event):
     error: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
 class DiscoverySourceHealthChanged(Event):
     source_id: str
     source_type: str

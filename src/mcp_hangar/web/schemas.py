@@ -85,6 +85,9 @@ def _check_spec_input(data: Any) -> Any:
 class CreateServerRequest(ServerSpec):
     """A server spec plus its id."""
 
+    # Built at once (the config's models defer theirs): the REST layer wraps request bodies in a
+    # TypeAdapter, which expects a model's schema to exist (else it builds one inline, with a warning).
+    model_config = ConfigDict(defer_build=False)
     mcp_server_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     @model_validator(mode="before")
