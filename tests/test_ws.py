@@ -269,3 +269,42 @@ async def test_the_event_log_feeds_the_stream_only_while_a_client_is_connected(h
     async with asyncio.timeout(5):
         while hangar.event_log._taps:
             await asyncio.sleep(0.01)  # the server notices the close on its own schedule
+
+
+async def test_serve_http_loads_the_websocket_protocol_at_the_first_upgrade_and_streams(tmp_path) -> None:
+    """``mcp-hangar serve --http`` as shipped: the WebSocket implementation is not imported at boot (its
+    C extension is not mapped into the process), then the first stream loads it and works."""
+    from conftest import HANGAR_CLI, free_port
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        HANGAR_CLI, "serve", "--http", "--port", str(port), "--data-dir", str(tmp_path / "d"),
+        "--log-level", "WARNING", stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def websockets_mapped() -> bool:
+        with open(f"/proc/{proc.pid}/maps") as maps:
+            return "websockets/speedups" in maps.read()
+
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as rest:
+            async with asyncio.timeout(30):
+                while True:  # the process has no readiness event to wait on but its probe
+                    try:
+                        if (await rest.get("/health/ready")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    assert proc.returncode is None, "serve --http exited"
+                    await asyncio.sleep(0.05)
+        assert not websockets_mapped()
+        client = await open_stream(base)
+        ack, _ = await client.subscribe(event_types=[STATES])
+        assert ack["type"] == "subscribed" and ack["event_types"] == [STATES]
+        await client.close()
+        assert websockets_mapped()  # the check above can tell
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await asyncio.wait_for(proc.wait(), 15)

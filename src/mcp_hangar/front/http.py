@@ -200,7 +200,7 @@ class McpHttpEndpoint:
             payload = orjson.dumps(response)
             status = 200 if "error" not in response else _modern_status(response)
             await send({"type": "http.response.start", "status": status,
-                        "headers": [_JSON_TYPE, (b"content-length", str(len(payload)).encode()), _NO_BUFFERING]})
+                        "headers": [_JSON_TYPE, (b"content-length", str(len(payload)).encode())]})
             await send({"type": "http.response.body", "body": payload})
 
     async def _other(self, method: str, receive: Receive, send: Send, headers: Mapping[str, str]) -> None:
@@ -536,13 +536,12 @@ def _sse_event(message: JsonObject) -> bytes:
     return b"event: message\ndata: " + orjson.dumps(message) + b"\n\n"
 
 
-_JSON_TYPE = (b"content-type", b"application/json")
-_NO_BUFFERING = (b"x-accel-buffering", b"no")
+_JSON_TYPE = (b"content-type", b"application/json")  # a JSON answer is whole: no proxy-buffering hint
 
 
 async def _json(send: Send, status: int, payload: Any, extra: dict[str, str] | None = None) -> None:
     body = orjson.dumps(payload)
-    headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode()), _NO_BUFFERING]
+    headers = [_JSON_TYPE, (b"content-length", str(len(body)).encode())]
     if extra:
         headers += [(k.encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
