@@ -4,6 +4,7 @@ server answers)."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import weakref
@@ -232,6 +233,44 @@ async def test_hangar_writes_its_events_to_events_db_in_the_data_dir(hangar_fact
     assert types[0] == "McpServerRegistered"
     assert "McpServerStarted" in types
     assert all(s.data["produced_by"] == hangar.instance_id for s in stored)
+
+
+async def test_events_reach_the_disk_every_flush_interval_the_config_sets(hangar_factory, tmp_path: Path) -> None:
+    """``event_store.flush_interval_ms``: a short interval writes on its own, a long one waits (both
+    Hangars publish the same events at the same time; neither is flushed by hand)."""
+    import asyncio
+    import sqlite3
+
+    from conftest import raw_server
+
+    def stored(data_dir: Path) -> int:
+        with contextlib.closing(sqlite3.connect(data_dir / "events.db")) as conn:
+            return int(conn.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    slow = await hangar_factory({"s": raw_server()}, data_dir=tmp_path / "slow",
+                                extra={"event_store": {"flush_interval_ms": 60_000}})
+    fast = await hangar_factory({"s": raw_server()}, data_dir=tmp_path / "fast",
+                                extra={"event_store": {"flush_interval_ms": 50}})
+    slow_before, fast_before = stored(tmp_path / "slow"), stored(tmp_path / "fast")  # what the start wrote
+    await asyncio.gather(slow.start_server("s"), fast.start_server("s"))
+    async with asyncio.timeout(20):
+        while stored(tmp_path / "fast") <= fast_before:
+            await asyncio.sleep(0.02)
+    assert stored(tmp_path / "slow") == slow_before  # its next write is a minute away
+    assert slow.event_log.position > slow_before
+    await slow.event_log.flush()
+    assert stored(tmp_path / "slow") == slow.event_log.position
+
+
+def test_the_flush_interval_is_checked() -> None:
+    from mcp_hangar.config import parse_config_text
+    from mcp_hangar.errors import ConfigError
+
+    cfg, _, _ = parse_config_text("mcp_servers: {}", "<test>")
+    assert cfg.event_store.flush_interval_ms == 1000
+    for bad in ("5", "120000", "soon"):
+        with pytest.raises(ConfigError, match="flush_interval_ms"):
+            parse_config_text(f"event_store: {{flush_interval_ms: {bad}}}", "<test>")
 
 
 async def test_hangar_writes_its_events_to_postgresql_when_configured(hangar_factory, tmp_path: Path,

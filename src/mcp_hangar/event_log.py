@@ -59,6 +59,7 @@ T = TypeVar("T")
 
 Tap = Callable[[int, Event], None]
 WRITE_CHUNK = 5_000  # rows per write (one transaction)
+FLUSH_BATCH = 8_000  # events waiting that start a flush before its interval is up
 MAX_PENDING = 200_000  # events waiting for the disk; beyond this the oldest are not written (and counted)
 
 
@@ -147,7 +148,7 @@ class EventLog(abc.ABC):
     background task, and ``close()`` at the end (a final flush)."""
 
     def __init__(self, bus: EventBus, *, max_events: int = 100_000, produced_by: str = "",
-                 interval: float = 0.25, batch: int = 2000) -> None:
+                 interval: float = 1.0, batch: int = FLUSH_BATCH) -> None:
         self.max_events = max_events
         self.produced_by = produced_by
         self._suffix = produced_by_suffix(produced_by)

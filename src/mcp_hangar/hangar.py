@@ -77,7 +77,8 @@ class Hangar:
         # Every bus event, in order, for replay (the WebSocket stream's ``since``).
         self.event_log: EventLog = make_event_log(loaded.config.event_store, data_dir, self.bus,
                                                   produced_by=self.instance_id,
-                                                  max_events=observability.event_log_max_events)
+                                                  max_events=observability.event_log_max_events,
+                                                  interval=loaded.config.event_store.flush_interval_ms / 1000)
         self.instance_label = instance_label(data_dir)  # stable for this data dir: owns its containers
         self.started_monotonic = time.monotonic()
         self.startup_complete = False
