@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic import ValidationError as PydanticValidationError
 
 from .auth.settings import AuthSettings, ToolAccessSpec, split_tools_field
+from .config_model import StrictModel as _Strict
 from .errors import ConfigError
 from .group_config import GroupSpec, cross_check, hoist_inline_groups, original_loc
 
@@ -28,12 +29,6 @@ SERVER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Mode = Literal["subprocess", "docker", "remote"]
-
-
-class _Strict(BaseModel):
-    # defer_build: the schema is built when first used (for the config file, once, as part of the
-    # whole config's), not once per class at import and again inside the whole config's.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class ToolDecl(BaseModel):

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from .auth.settings import ToolAccessSpec
+from .config_model import StrictModel as _Strict
 from .errors import ValidationError
 from .strategies import check_strategy
 
 Loc = tuple[str | int, ...]
 
 MEMBER_KEYS = ("id", "member_id", "weight", "priority")
-
-
-class _Strict(BaseModel):
-    # defer_build: the schema is built when first used (for the config file, once, as part of the
-    # whole config's), not once per class at import and again inside the whole config's.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class GroupHealthSettings(_Strict):

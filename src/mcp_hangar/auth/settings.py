@@ -1,7 +1,7 @@
 """The ``auth:`` block of the config file, and the ``tools: {allow_list, deny_list}`` policy form.
 
 Kept apart from ``config.py`` so that the auth package owns its own settings; ``config.py`` only
-includes them. Nothing here imports the rest of Hangar.
+includes them. Nothing here imports the rest of Hangar but the config models' base (``config_model``).
 """
 
 from __future__ import annotations
@@ -9,16 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from ..config_model import StrictModel as _Strict
 
 PRINCIPAL_RE = re.compile(r"^[A-Za-z0-9_.@+-]{1,64}(:[A-Za-z0-9_.@+/-]{1,128})?$")
 SCOPE_RE = re.compile(r"^(global|(group|mcp_server):[A-Za-z0-9_.-]{1,64})$")
-
-
-class _Strict(BaseModel):
-    # defer_build: the schema is built when first used (for the config file, once, as part of the
-    # whole config's), not once per class at import and again inside the whole config's.
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 def check_principal(value: str) -> str:
