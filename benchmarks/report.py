@@ -21,6 +21,7 @@ LABELS = {"direct_stdio": "direct stdio (baseline)", "hangar_stdio": "Hangar std
           "bare_asgi": "bare ASGI endpoint (baseline)", "hangar_http_modern": "Hangar HTTP front, modern",
           "hangar_http_legacy": "Hangar HTTP front, legacy",
           "hangar_http_group": "Hangar HTTP front, modern, group of 4",
+          "hangar_http_modern_default_limit": "Hangar HTTP front, modern, server at the default max_concurrency 10",
           "sdk_direct": "SDK client -> SDK upstream, direct (baseline)",
           "sdk_hangar_stdio": "SDK client -> Hangar stdio -> SDK upstream",
           "sdk_hangar_http": "SDK client -> Hangar HTTP modern -> SDK upstream",

@@ -83,7 +83,9 @@ class _Tool:
 
 def _write_config(folder: Path) -> Path:
     fast = f"[{procs.yaml_str(PYTHON)}, {procs.yaml_str(str(FAST_SERVER))}]"
-    lines = ["mcp_servers:", f"  fast: {{mode: subprocess, command: {fast}, protocol: legacy}}",
+    lines = ["mcp_servers:",
+             f"  fast: {{mode: subprocess, command: {fast}, protocol: legacy, max_concurrency: {procs.FAST_LIMIT}}}",
+             f"  fast_default: {{mode: subprocess, command: {fast}, protocol: legacy}}",  # max_concurrency 10
              f"  sdk: {{mode: subprocess, command: [{procs.yaml_str(PYTHON)}, {procs.yaml_str(str(SDK_SERVER))}]}}"]
     members = [f"pool-{i}" for i in range(1, GROUP_MEMBERS + 1)]
     lines += [f"  {m}: {{mode: subprocess, command: {fast}, protocol: legacy}}" for m in members]
@@ -197,6 +199,10 @@ async def run_latency(folder: Path, sizes: Sizes, with_peer: bool) -> dict[str, 
                 out["throughput_wrk"] = {
                     name: wrk.throughput(f"{url}/mcp", sizes.throughput_s, 32, folder)
                     for name, url in (("bare_asgi", bare_base), ("hangar_http_modern", http_base))}
+                # The same through a server at the default max_concurrency (started by a short first run).
+                wrk.throughput(f"{http_base}/mcp", 1, 32, folder, "fast_default__echo")
+                out["throughput_wrk"]["hangar_http_modern_default_limit"] = wrk.throughput(
+                    f"{http_base}/mcp", sizes.throughput_s, 32, folder, "fast_default__echo")
         finally:
             for client in reversed(list(clients.values())):
                 with contextlib.suppress(Exception):

@@ -52,9 +52,9 @@ def available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def throughput(url: str, seconds: float, connections: int, folder: Path) -> dict[str, Any]:
+def throughput(url: str, seconds: float, connections: int, folder: Path, tool: str = "fast__echo") -> dict[str, Any]:
     script = folder / "mcp_call.lua"
-    script.write_text(SCRIPT)
+    script.write_text(SCRIPT.replace("fast__echo", tool))
     proc = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--latency",
                            "-s", str(script), url], capture_output=True, text=True, timeout=seconds + 60)
     line = next(x for x in proc.stdout.splitlines() if x.startswith("WRKJSON "))

@@ -59,6 +59,9 @@ def test_quick_run_measures_throughput_boot_memory_and_fleet(quick_results: tupl
         assert results["throughput"][name]["calls"] > 0 and results["throughput"][name]["errors"] == 0
         if shutil.which("wrk"):
             assert results["throughput_wrk"][name]["calls"] > 0
+    if shutil.which("wrk"):  # the same front, through a server whose max_concurrency (10) binds
+        limited = results["throughput_wrk"]["hangar_http_modern_default_limit"]
+        assert limited["calls"] > 0 and limited["errors"] == 0
     assert _positive(results["boot"]["boot_to_ready_ms_median"]) and _positive(results["boot"]["idle_rss_mib"])
     assert results["imports"]["modules"] > 0 and results["imports"]["top_cumulative"]
     growth = results["growth"]
