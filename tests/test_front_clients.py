@@ -151,6 +151,28 @@ async def test_hangar_call_fans_out(http_factory: Any) -> None:
         assert all(r["elapsed_ms"] >= 0 for r in body["results"])
 
 
+async def test_hangar_call_of_one_call_and_its_timeouts(http_factory: Any) -> None:
+    # A batch of one runs on its own path (no semaphore or task): the same entry shape, the same timeouts.
+    _hangar, base = await http_factory({"raw": raw_server()})
+    async with Client(f"{base}/mcp", mode="2026-07-28") as client:
+        one = (await client.call_tool("hangar_call", {"calls": [
+            {"mcp_server": "raw", "tool": "add", "arguments": {"a": 2, "b": 3}}]})).structured_content
+        assert one is not None and one["total"] == 1 and one["success"] is True
+        entry = one["results"][0]
+        assert list(entry) == ["index", "call_id", "mcp_server", "tool", "success", "result", "error", "error_type",
+                               "elapsed_ms"]
+        assert entry["call_id"] == f"{one['batch_id']}:0" and len(one["batch_id"]) == 32
+        assert entry["result"]["structuredContent"]["result"] == 5
+        hung = (await client.call_tool("hangar_call", {"calls": [
+            {"mcp_server": "raw", "tool": "hang", "arguments": {}, "timeout": 0.3}]})).structured_content
+        assert hung is not None and hung["success"] is False
+        assert (hung["results"][0]["error"], hung["results"][0]["error_type"]) == ("timed out", "TimeoutError")
+        for bad in ("soon", -1, 301, True):  # refused before anything runs, instead of an internal error
+            refused = await client.call_tool("hangar_call", {"calls": [
+                {"mcp_server": "raw", "tool": "add", "arguments": {"a": 1, "b": 1}, "timeout": bad}]})
+            assert refused.is_error and "calls[0].timeout" in refused.structured_content["message"]
+
+
 async def test_list_changed_reaches_legacy_clients(tmp_path: Path) -> None:
     changed = asyncio.Event()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +15,7 @@ import orjson
 
 from ..discovery.tools import DISCOVERY_TOOLS, discovery_handlers
 from ..errors import HangarError, ValidationError
+from ..events import new_id
 from ..models import State
 from ..views import server_detail, server_summary
 
@@ -219,42 +219,30 @@ class Management:
                 raise ValidationError(f"calls[{i}] needs string 'mcp_server' and 'tool'")
             if "arguments" in call and not isinstance(call["arguments"], dict):
                 raise ValidationError(f"calls[{i}].arguments must be an object")
-        batch_id = uuid.uuid4().hex
+            own = call.get("timeout")
+            if own is not None and (isinstance(own, bool) or not isinstance(own, (int, float)) or not 0 <= own <= 300):
+                raise ValidationError(f"calls[{i}].timeout must be a number of seconds up to 300")
+        batch_id = new_id()  # 32 hex digits, unique, without a uuid4's system call
         began = time.perf_counter()
-        slots = asyncio.Semaphore(max_concurrency)
         results: list[JsonObject | None] = [None] * len(calls)
-        failed = asyncio.Event()
-
-        async def run(index: int, call: JsonObject) -> None:
-            entry: JsonObject = {"index": index, "call_id": f"{batch_id}:{index}", "mcp_server": call["mcp_server"],
-                                 "tool": call["tool"]}
-            t0 = time.perf_counter()
-            async with slots:
-                if fail_fast and failed.is_set():
-                    entry.update(success=False, result=None, error="skipped after an earlier failure",
-                                 error_type="Cancelled")
-                else:
-                    per_call = float(call.get("timeout") or timeout)
-                    try:
-                        if self.guard is not None and self.guard.active:  # the checks of a tools/call
-                            self.guard.check_target(principal, call["mcp_server"], call["tool"])
-                        async with asyncio.timeout(min(per_call, float(timeout))):
-                            result = await self.hangar.call_tool(call["mcp_server"], call["tool"],
-                                                                 call.get("arguments") or {})
-                        ok = not result.get("isError")
-                        entry.update(success=ok, result=result, error=None, error_type=None)
-                    except TimeoutError:
-                        entry.update(success=False, result=None, error="timed out", error_type="TimeoutError")
-                    except HangarError as exc:
-                        entry.update(success=False, result=None, error=exc.message, error_type=exc.error_name)
-                    if not entry["success"]:
-                        failed.set()
-            entry["elapsed_ms"] = round((time.perf_counter() - t0) * 1000, 3)
-            results[index] = entry
-
-        if len(calls) == 1:
-            await run(0, calls[0])  # one call needs no task of its own (two loop turns saved)
+        if len(calls) == 1:  # one call: no task, semaphore or failure flag of its own
+            results[0] = await self._one(0, calls[0], batch_id, timeout, principal, began)
         else:
+            slots = asyncio.Semaphore(max_concurrency)
+            failed = asyncio.Event()
+
+            async def run(index: int, call: JsonObject) -> None:
+                t0 = time.perf_counter()
+                async with slots:
+                    if fail_fast and failed.is_set():
+                        entry = _entry(index, call, batch_id, False, None, "skipped after an earlier failure",
+                                       "Cancelled", t0)
+                    else:
+                        entry = await self._one(index, call, batch_id, timeout, principal, t0)
+                        if not entry["success"]:
+                            failed.set()
+                results[index] = entry
+
             await asyncio.gather(*(run(i, c) for i, c in enumerate(calls)))
         done = [r for r in results if r is not None]
         succeeded = sum(1 for r in done if r["success"])
@@ -267,3 +255,25 @@ class Management:
             "elapsed_ms": round((time.perf_counter() - began) * 1000, 3),
             "results": done,
         }
+
+    async def _one(self, index: int, call: JsonObject, batch_id: str, timeout: float, principal: Principal | None,
+                   t0: float) -> JsonObject:
+        """One call of a batch, bounded by its own timeout and the batch's: its entry."""
+        server, tool = call["mcp_server"], call["tool"]
+        try:
+            if self.guard is not None and self.guard.active:  # the checks of a tools/call
+                self.guard.check_target(principal, server, tool)
+            async with asyncio.timeout(min(float(call.get("timeout") or timeout), float(timeout))):
+                result = await self.hangar.call_tool(server, tool, call.get("arguments") or {})
+        except TimeoutError:
+            return _entry(index, call, batch_id, False, None, "timed out", "TimeoutError", t0)
+        except HangarError as exc:
+            return _entry(index, call, batch_id, False, None, exc.message, exc.error_name, t0)
+        return _entry(index, call, batch_id, not result.get("isError"), result, None, None, t0)
+
+
+def _entry(index: int, call: JsonObject, batch_id: str, success: bool, result: JsonObject | None,
+           error: str | None, error_type: str | None, t0: float) -> JsonObject:
+    return {"index": index, "call_id": f"{batch_id}:{index}", "mcp_server": call["mcp_server"], "tool": call["tool"],
+            "success": success, "result": result, "error": error, "error_type": error_type,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 3)}
