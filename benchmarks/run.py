@@ -48,6 +48,7 @@ class Sizes:
     rounds: int
     boot_runs: int
     throughput_s: float
+    wrk_rounds: int  # wrk runs per target, alternated; the share of record is the median of the rounds'
     growth_calls: int
     growth_warmup: int  # past the event log's retention (100,000 events = 50,000 calls): caches at their caps
     cold_concurrent: int
@@ -59,8 +60,8 @@ class Sizes:
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(100, 20, 2, 1, 1.0, 2_000, 1_000, 10, 100, 5, 10, 5)
-        return cls(2000, 200, 4, 5, 10.0, 100_000, 60_000, 50, 1000, 20, 100, 50)
+            return cls(100, 20, 2, 1, 1.0, 1, 2_000, 1_000, 10, 100, 5, 10, 5)
+        return cls(2000, 200, 4, 5, 10.0, 3, 100_000, 60_000, 50, 1000, 20, 100, 50)
 
 
 class _Tool:
@@ -196,13 +197,13 @@ async def run_latency(folder: Path, sizes: Sizes, with_peer: bool) -> dict[str, 
             for name in ("bare_asgi", "hangar_http_modern"):
                 out["throughput"][name] = await sustained(clients[name].call, sizes.throughput_s, 32, 10**11)
             if wrk.available():
-                out["throughput_wrk"] = {
-                    name: wrk.throughput(f"{url}/mcp", sizes.throughput_s, 32, folder)
-                    for name, url in (("bare_asgi", bare_base), ("hangar_http_modern", http_base))}
-                # The same through a server at the default max_concurrency (started by a short first run).
-                wrk.throughput(f"{http_base}/mcp", 1, 32, folder, "fast_default__echo")
-                out["throughput_wrk"]["hangar_http_modern_default_limit"] = wrk.throughput(
-                    f"{http_base}/mcp", sizes.throughput_s, 32, folder, "fast_default__echo")
+                wrk.throughput(f"{http_base}/mcp", 1, 32, folder, "fast_default__echo")  # starts that server
+                out["throughput_wrk"] = wrk.rounds(
+                    [("bare_asgi", f"{bare_base}/mcp", "fast__echo"),
+                     ("hangar_http_modern", f"{http_base}/mcp", "fast__echo"),
+                     # the same through a server at the default max_concurrency (10 of the 32 calls at once)
+                     ("hangar_http_modern_default_limit", f"{http_base}/mcp", "fast_default__echo")],
+                    sizes.wrk_rounds, sizes.throughput_s, folder)
         finally:
             for client in reversed(list(clients.values())):
                 with contextlib.suppress(Exception):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import wrk
+
 Row = tuple[str, str, str, str]
 
 
@@ -51,14 +53,18 @@ def targets(results: dict[str, Any]) -> list[Row]:
     tool = "wrk" if results.get("throughput_wrk") else "httpx"
     tp = results.get("throughput_wrk") or results["throughput"]
     hangar, bare = tp["hangar_http_modern"], tp["bare_asgi"]
-    share = hangar["throughput_per_s"] / bare["throughput_per_s"]
+    share = wrk.share(tp, "hangar_http_modern", "bare_asgi")
     ok = hangar["throughput_per_s"] >= 2000 and share >= 0.4 and hangar["errors"] == 0
     measured = (f"{hangar['throughput_per_s']:,.0f}/s, {share:.0%} of bare ({bare['throughput_per_s']:,.0f}/s), "
                 f"{hangar['errors']} errors")
+    if "rounds_per_s" in hangar:
+        measured += " (median of {} alternated rounds; shares {})".format(len(hangar["rounds_per_s"]), ", ".join(
+            f"{a / b:.0%}" for a, b in zip(hangar["rounds_per_s"], bare["rounds_per_s"], strict=True)))
     limited = tp.get("hangar_http_modern_default_limit")
     if limited:  # informational: the same upstream with Hangar's admission limit binding (10 of 32)
         measured += (f"; server at the default max_concurrency 10: {limited['throughput_per_s']:,.0f}/s, "
-                     f"{limited['throughput_per_s'] / bare['throughput_per_s']:.0%}, {limited['errors']} errors")
+                     f"{wrk.share(tp, 'hangar_http_modern_default_limit', 'bare_asgi'):.0%}, "
+                     f"{limited['errors']} errors")
     rows.append((f"throughput, modern HTTP front, c=32, {hangar['seconds']:.0f} s ({tool}; server max_concurrency 32)",
                  ">= 2,000/s, >= 40% of bare, 0 errors", measured,
                  _verdict(ok, f"{share:.0%} of bare instead of 40%")))

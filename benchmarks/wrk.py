@@ -63,3 +63,32 @@ def throughput(url: str, seconds: float, connections: int, folder: Path, tool: s
     return {"calls": raw["requests"], "errors": errors, "seconds": round(raw["duration_us"] / 1e6, 3),
             "concurrency": connections, "throughput_per_s": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
             "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000, "raw": raw}
+
+
+def rounds(targets: list[tuple[str, str, str]], count: int, seconds: float, folder: Path) -> dict[str, Any]:
+    """wrk against each ``(name, url, tool)`` in turn, ``count`` times, the order reversed every other round.
+
+    A shared machine's speed drifts within minutes (the bare endpoint's calls/s moved between 13,000 and
+    21,000 within one hour here), so a figure is compared with the others of its own round. Each target
+    gets its median round, with every round's calls/s (``rounds_per_s``) and the errors of all rounds."""
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
+    for r in range(count):
+        for name, url, tool in targets if r % 2 == 0 else list(reversed(targets)):
+            runs[name].append(throughput(url, seconds, connections=32, folder=folder, tool=tool))
+    out: dict[str, Any] = {}
+    for name, done in runs.items():
+        median = sorted(done, key=lambda x: x["throughput_per_s"])[len(done) // 2]
+        out[name] = {**median, "errors": sum(x["errors"] for x in done),
+                     "rounds_per_s": [x["throughput_per_s"] for x in done]}
+    return out
+
+
+def share(results: dict[str, Any], name: str, baseline: str) -> float:
+    """``name``'s calls/s as a share of ``baseline``'s: the median of the rounds' shares (each round's
+    figures measured minutes apart at most), or of the single figures of a result without rounds."""
+    ours, theirs = results[name], results[baseline]
+    if "rounds_per_s" not in ours or "rounds_per_s" not in theirs:
+        return float(ours["throughput_per_s"] / theirs["throughput_per_s"])
+    shares = sorted(a / b for a, b in zip(ours["rounds_per_s"], theirs["rounds_per_s"], strict=True))
+    mid = len(shares) // 2
+    return shares[mid] if len(shares) % 2 else (shares[mid - 1] + shares[mid]) / 2
