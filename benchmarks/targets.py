@@ -58,8 +58,8 @@ def targets(results: dict[str, Any]) -> list[Row]:
     measured = (f"{hangar['throughput_per_s']:,.0f}/s, {share:.0%} of bare ({bare['throughput_per_s']:,.0f}/s), "
                 f"{hangar['errors']} errors")
     if "rounds_per_s" in hangar:
-        measured += " (median of {} alternated rounds; shares {})".format(len(hangar["rounds_per_s"]), ", ".join(
-            f"{a / b:.0%}" for a, b in zip(hangar["rounds_per_s"], bare["rounds_per_s"], strict=True)))
+        shares = ", ".join(f"{a / b:.0%}" for a, b in zip(hangar["rounds_per_s"], bare["rounds_per_s"], strict=True))
+        measured += f" (median of {len(hangar['rounds_per_s'])} alternated rounds; shares {shares})"
     limited = tp.get("hangar_http_modern_default_limit")
     if limited:  # informational: the same upstream with Hangar's admission limit binding (10 of 32)
         measured += (f"; server at the default max_concurrency 10: {limited['throughput_per_s']:,.0f}/s, "

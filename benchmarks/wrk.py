@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,8 @@ def throughput(url: str, seconds: float, connections: int, folder: Path, tool: s
             "p50_ms": raw["p50_us"] / 1000, "p99_ms": raw["p99_us"] / 1000, "raw": raw}
 
 
-def rounds(targets: list[tuple[str, str, str]], count: int, seconds: float, folder: Path) -> dict[str, Any]:
+def rounds(targets: list[tuple[str, str, str]], count: int, seconds: float, folder: Path,
+           connections: int = 32) -> dict[str, Any]:
     """wrk against each ``(name, url, tool)`` in turn, ``count`` times, the order reversed every other round.
 
     A shared machine's speed drifts within minutes (the bare endpoint's calls/s moved between 13,000 and
@@ -74,7 +76,7 @@ def rounds(targets: list[tuple[str, str, str]], count: int, seconds: float, fold
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in targets}
     for r in range(count):
         for name, url, tool in targets if r % 2 == 0 else list(reversed(targets)):
-            runs[name].append(throughput(url, seconds, connections=32, folder=folder, tool=tool))
+            runs[name].append(throughput(url, seconds, connections, folder, tool))
     out: dict[str, Any] = {}
     for name, done in runs.items():
         median = sorted(done, key=lambda x: x["throughput_per_s"])[len(done) // 2]
@@ -89,6 +91,4 @@ def share(results: dict[str, Any], name: str, baseline: str) -> float:
     ours, theirs = results[name], results[baseline]
     if "rounds_per_s" not in ours or "rounds_per_s" not in theirs:
         return float(ours["throughput_per_s"] / theirs["throughput_per_s"])
-    shares = sorted(a / b for a, b in zip(ours["rounds_per_s"], theirs["rounds_per_s"], strict=True))
-    mid = len(shares) // 2
-    return shares[mid] if len(shares) % 2 else (shares[mid - 1] + shares[mid]) / 2
+    return statistics.median(a / b for a, b in zip(ours["rounds_per_s"], theirs["rounds_per_s"], strict=True))

@@ -171,6 +171,9 @@ async def test_hangar_call_of_one_call_and_its_timeouts(http_factory: Any) -> No
             refused = await client.call_tool("hangar_call", {"calls": [
                 {"mcp_server": "raw", "tool": "add", "arguments": {"a": 1, "b": 1}, "timeout": bad}]})
             assert refused.is_error and "calls[0].timeout" in refused.structured_content["message"]
+        refused = await client.call_tool("hangar_call", {"calls": [{"mcp_server": "raw", "tool": "add"}],
+                                                         "timeout": True})  # a boolean is no number of seconds
+        assert refused.is_error and "'timeout'" in refused.structured_content["message"]
 
 
 async def test_list_changed_reaches_legacy_clients(tmp_path: Path) -> None:

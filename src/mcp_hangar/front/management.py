@@ -211,7 +211,7 @@ class Management:
         fail_fast = bool(args.get("fail_fast", False))
         if not isinstance(max_concurrency, int) or not 1 <= max_concurrency <= 50:
             raise ValidationError("'max_concurrency' must be an integer from 1 to 50")
-        if not isinstance(timeout, (int, float)) or not 1 <= timeout <= 300:
+        if not _seconds(timeout, 1):
             raise ValidationError("'timeout' must be a number of seconds from 1 to 300")
         for i, call in enumerate(calls):
             if not isinstance(call, dict) or not isinstance(call.get("mcp_server"), str) \
@@ -219,19 +219,17 @@ class Management:
                 raise ValidationError(f"calls[{i}] needs string 'mcp_server' and 'tool'")
             if "arguments" in call and not isinstance(call["arguments"], dict):
                 raise ValidationError(f"calls[{i}].arguments must be an object")
-            own = call.get("timeout")
-            if own is not None and (isinstance(own, bool) or not isinstance(own, (int, float)) or not 0 <= own <= 300):
+            if call.get("timeout") is not None and not _seconds(call["timeout"], 0):  # 0: the batch's
                 raise ValidationError(f"calls[{i}].timeout must be a number of seconds up to 300")
         batch_id = new_id()  # 32 hex digits, unique, without a uuid4's system call
         began = time.perf_counter()
-        results: list[JsonObject | None] = [None] * len(calls)
         if len(calls) == 1:  # one call: no task, semaphore or failure flag of its own
-            results[0] = await self._one(0, calls[0], batch_id, timeout, principal, began)
+            done = [await self._one(0, calls[0], batch_id, timeout, principal, began)]
         else:
             slots = asyncio.Semaphore(max_concurrency)
             failed = asyncio.Event()
 
-            async def run(index: int, call: JsonObject) -> None:
+            async def run(index: int, call: JsonObject) -> JsonObject:
                 t0 = time.perf_counter()
                 async with slots:
                     if fail_fast and failed.is_set():
@@ -241,10 +239,9 @@ class Management:
                         entry = await self._one(index, call, batch_id, timeout, principal, t0)
                         if not entry["success"]:
                             failed.set()
-                results[index] = entry
+                return entry
 
-            await asyncio.gather(*(run(i, c) for i, c in enumerate(calls)))
-        done = [r for r in results if r is not None]
+            done = list(await asyncio.gather(*(run(i, c) for i, c in enumerate(calls))))
         succeeded = sum(1 for r in done if r["success"])
         return {
             "batch_id": batch_id,
@@ -270,6 +267,11 @@ class Management:
         except HangarError as exc:
             return _entry(index, call, batch_id, False, None, exc.message, exc.error_name, t0)
         return _entry(index, call, batch_id, not result.get("isError"), result, None, None, t0)
+
+
+def _seconds(value: Any, low: float) -> bool:
+    """Whether ``value`` is a number of seconds from ``low`` to 300 (a boolean is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= 300
 
 
 def _entry(index: int, call: JsonObject, batch_id: str, success: bool, result: JsonObject | None,
