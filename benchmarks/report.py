@@ -26,7 +26,9 @@ LABELS = {"direct_stdio": "direct stdio (baseline)", "hangar_stdio": "Hangar std
           "sdk_hangar_stdio": "SDK client -> Hangar stdio -> SDK upstream",
           "sdk_hangar_http": "SDK client -> Hangar HTTP modern -> SDK upstream",
           "hangar_http_batch": "Hangar HTTP modern, hangar_call batch of 1 (baseline)",
-          "peer_http_batch": "older mcp-hangar 2.34.4 HTTP, hangar_call batch of 1"}
+          "peer_http_batch": "older mcp-hangar 2.34.4 HTTP, hangar_call batch of 1",
+          "hangar_http_batch_raw": "Hangar HTTP modern, hangar_call batch of 1, raw client (baseline)",
+          "peer_http_batch_raw": "older mcp-hangar 2.34.4 HTTP, hangar_call batch of 1, raw client"}
 
 
 def environment() -> dict[str, Any]:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from . import boot, fleet, importtime, peer, procs, wrk
 from .cells import Cell, measure_cell, sustained
-from .clients import HttpClient, RoundRobinStdio, SdkClient, StdioClient, batch_arguments
+from .clients import HttpClient, RawHttpClient, RoundRobinStdio, SdkClient, StdioClient, batch_arguments
 
 HERE = Path(__file__).resolve().parent
 PYTHON = procs.PYTHON
@@ -30,7 +30,10 @@ SCENARIOS: dict[str, str | None] = {
     "hangar_http_group": "bare_asgi",
     "sdk_direct": None, "sdk_hangar_stdio": "sdk_direct", "sdk_hangar_http": "sdk_direct",
 }
-PEER_SCENARIOS: dict[str, str | None] = {"hangar_http_batch": None, "peer_http_batch": "hangar_http_batch"}
+# The older implementation, reached through its ``hangar_call`` tool by two clients: the raw one (the
+# figure of record: the least client cost, so the two servers' own costs compare) and httpx (beside it).
+PEER_SCENARIOS: dict[str, str | None] = {"hangar_http_batch": None, "peer_http_batch": "hangar_http_batch",
+                                         "hangar_http_batch_raw": None, "peer_http_batch_raw": "hangar_http_batch_raw"}
 
 
 class Client(Protocol):
@@ -117,6 +120,8 @@ def _clients(folder: Path, cfg: Path, http_base: str, bare_base: str, peer_base:
     if peer_base is not None:
         clients["hangar_http_batch"] = HttpClient(http_base, "modern", "hangar_call", batch_arguments("fast", "echo"))
         clients["peer_http_batch"] = HttpClient(peer_base, "modern", "hangar_call", batch_arguments("fast", "echo"))
+        clients["hangar_http_batch_raw"] = RawHttpClient(http_base, "hangar_call", batch_arguments("fast", "echo"))
+        clients["peer_http_batch_raw"] = RawHttpClient(peer_base, "hangar_call", batch_arguments("fast", "echo"))
     return clients
 
 
