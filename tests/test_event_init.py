@@ -93,5 +93,31 @@ def test_every_event_class_uses_the_shared_methods() -> None:
     classes = [c for c in Event.registry.values() if c.__module__.startswith("mcp_hangar.")]
     assert len(classes) >= 50
     for cls in classes:
-        for name in ("__eq__", "__hash__", "__repr__"):
+        for name in ("__eq__", "__hash__", "__repr__", "__setattr__", "__delattr__"):
             assert getattr(cls, name) is getattr(Event, name), (cls.__name__, name)
+
+
+def test_every_event_class_behaves_as_a_frozen_keyword_only_dataclass() -> None:
+    """``event_class`` (one compiled ``__init__``, the frozen methods shared) against what
+    ``dataclass(frozen=True, kw_only=True)`` gives the same fields, for every event class."""
+    for module in ("mcp_hangar.auth.events", "mcp_hangar.discovery.events", "mcp_hangar.config_events"):
+        importlib.import_module(module)
+    for cls in [c for c in Event.registry.values() if c.__module__.startswith("mcp_hangar.")]:
+        required = {f.name: f"v-{f.name}" for f in dataclasses.fields(cls)
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        event = cls(**required)
+        twin = _dataclass_twin(cls)(**required, event_id=event.event_id, occurred_at=event.occurred_at)
+        assert dataclasses.asdict(event) == dataclasses.asdict(twin), cls.__name__
+        assert event == dataclasses.replace(event) and cls(**required).event_id != event.event_id
+        assert cls.__doc__, cls.__name__
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            event.event_id = "changed"  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            del event.occurred_at  # type: ignore[misc]
+        if required:
+            with pytest.raises(TypeError):
+                cls(*required.values())  # keyword-only
+            with pytest.raises(TypeError):
+                cls(**dict(list(required.items())[1:]))  # a required field missing
+        with pytest.raises(TypeError):
+            cls(**required, not_a_field=1)

@@ -8,7 +8,6 @@ import contextlib
 import gc
 import logging
 import weakref
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from mcp_hangar.events import (
     McpServerEvent,
     McpServerStateChanged,
     ToolInvocationCompleted,
+    event_class,
 )
 from mcp_hangar.store import HistoryWriter, Store
 from store_backends import LogFactory, WriteRefusal
@@ -118,7 +118,7 @@ async def test_taps_see_each_event_with_its_position_as_it_is_published(make_log
     await log.close()
 
 
-@dataclass(frozen=True, kw_only=True)
+@event_class
 class _OddPayload(McpServerEvent):
     """An event whose field holds what orjson refuses (test-only)."""
 

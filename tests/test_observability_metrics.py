@@ -4,14 +4,13 @@ features not built yet with zero values), the text parses, and counters move whe
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import raw_server
-from mcp_hangar.events import Event
+from mcp_hangar.events import Event, event_class
 from ws_helpers import open_stream
 
 P = "mcp_hangar_"
@@ -162,7 +161,7 @@ async def test_websocket_clients_are_counted(http_factory) -> None:
     await clients[1].close()
 
 
-@dataclass(frozen=True, kw_only=True)
+@event_class
 class _ReloadFailedForTest(Event):
     """Stands in for the configuration feature's event: counted by its name."""
 

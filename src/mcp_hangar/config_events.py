@@ -3,18 +3,18 @@ WebSocket stream, metrics and the event log see them like any other event (strea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
-from .events import Event
+from .events import Event, event_class
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ConfigurationReloadRequested(Event):
     config_path: str
     trigger: str  # api, watcher, sighup, mcp_tool
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ConfigurationReloaded(Event):
     config_path: str
     trigger: str
@@ -31,7 +31,7 @@ class ConfigurationReloaded(Event):
     duration_ms: float = 0.0
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ConfigurationReloadFailed(Event):
     config_path: str
     trigger: str

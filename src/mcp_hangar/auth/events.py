@@ -6,13 +6,13 @@ the durable event log see them like any other event. No event ever carries a raw
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
-from ..events import Event, McpServerEvent
+from ..events import Event, McpServerEvent, event_class
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class AuthenticationFailed(Event):
     client: str  # the remote address
     surface: str  # rest, mcp, websocket
@@ -20,7 +20,7 @@ class AuthenticationFailed(Event):
     key_id: str | None = None  # known only for an expired or revoked key
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class AuthorizationDenied(Event):
     principal_id: str
     permission: str
@@ -29,7 +29,7 @@ class AuthorizationDenied(Event):
     resource: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ApiKeyCreated(Event):
     key_id: str
     principal_id: str
@@ -38,7 +38,7 @@ class ApiKeyCreated(Event):
     expires_at: float | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ApiKeyRevoked(Event):
     key_id: str
     principal_id: str
@@ -46,7 +46,7 @@ class ApiKeyRevoked(Event):
     reason: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class RoleAssigned(Event):
     principal_id: str
     role_name: str
@@ -56,7 +56,7 @@ class RoleAssigned(Event):
     config_path: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class RoleRevoked(Event):
     principal_id: str
     role_name: str
@@ -66,27 +66,27 @@ class RoleRevoked(Event):
     config_path: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class CustomRoleCreated(Event):
     role_name: str
     permissions: list[str]
     created_by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class CustomRoleUpdated(Event):
     role_name: str
     permissions: list[str]
     updated_by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class CustomRoleDeleted(Event):
     role_name: str
     deleted_by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ToolAccessPolicySet(Event):
     scope: str
     target_id: str
@@ -95,14 +95,14 @@ class ToolAccessPolicySet(Event):
     set_by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ToolAccessPolicyCleared(Event):
     scope: str
     target_id: str
     cleared_by: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class ToolCallRefused(McpServerEvent):
     """A tool call refused before it reached the upstream; ``rule`` says which one refused it."""
 
@@ -113,14 +113,14 @@ class ToolCallRefused(McpServerEvent):
     surface: str = "mcp"
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class RateLimitHit(Event):
     principal_id: str
     bucket: str  # tool_calls, mutations, tool:<name>
     retry_after_s: float
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class RateLimitLockout(Event):
     client: str
     failures: int

@@ -3,12 +3,10 @@ WebSocket stream, metrics and the event log see them like any other event."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from ..events import Event, McpServerEvent
+from ..events import Event, McpServerEvent, event_class
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerDiscovered(McpServerEvent):
     source_id: str
     source_type: str
@@ -17,38 +15,38 @@ class McpServerDiscovered(McpServerEvent):
     origin: str = ""
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerDiscoveryLost(McpServerEvent):
     source_id: str
     status: str  # what it was when it vanished
     action: str  # dropped (pending/quarantined), kept (additive), removal_scheduled (authoritative)
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerDiscoveryConfigChanged(McpServerEvent):
     source_id: str
     old_fingerprint: str
     new_fingerprint: str
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerQuarantined(McpServerEvent):
     source_id: str
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerApproved(McpServerEvent):
     source_id: str
     automatic: bool = False
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerRejected(McpServerEvent):
     source_id: str
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class McpServerDiscoveryRefused(McpServerEvent):
     """A discovered server was not proposed: over a limit, or its id is taken."""
 
@@ -57,7 +55,7 @@ class McpServerDiscoveryRefused(McpServerEvent):
     message: str
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class DiscoveryCycleCompleted(Event):
     source_id: str
     source_type: str
@@ -67,7 +65,7 @@ class DiscoveryCycleCompleted(Event):
     error: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, eq=False, repr=False)
+@event_class
 class DiscoverySourceHealthChanged(Event):
     source_id: str
     source_type: str
