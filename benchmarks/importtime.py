@@ -13,7 +13,7 @@ from typing import Any
 
 from . import procs
 
-BOOT = "import sys; from mcp_hangar.cli import main; sys.argv[0] = 'mcp-hangar'; main()"
+BOOT = "import sys; from mcp_hangar.launch import main; sys.argv[0] = 'mcp-hangar'; main()"
 
 
 def parse(stderr: str) -> list[dict[str, Any]]:

@@ -51,6 +51,45 @@ def test_settle_heap_freezes_what_boot_built_and_raises_the_young_threshold() ->
         gc.set_threshold(*before)
 
 
+def test_a_boot_with_the_collector_off_is_frozen_without_a_collection_and_collects_again() -> None:
+    before = gc.get_threshold()
+    frozen_before = gc.get_freeze_count()
+    collected: list[int] = []
+    gc.callbacks.append(lambda phase, info: collected.append(info["generation"]) if phase == "start" else None)
+    gc.disable()  # as launch does for `serve`
+    try:
+        boot_heap = [[i] for i in range(5_000)]
+        settle_heap()
+        assert collected == []  # the boot heap is frozen, not walked
+        assert gc.isenabled() and gc.get_freeze_count() >= frozen_before + len(boot_heap)
+        garbage = [[] for _ in range(2 * YOUNG_GC_THRESHOLD)]
+        assert 0 in collected  # the collector runs again, at the raised threshold
+        del garbage, boot_heap
+    finally:
+        gc.callbacks.pop()
+        gc.enable()
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+def test_launch_turns_the_collector_off_for_serve_only(monkeypatch: Any) -> None:
+    import sys
+
+    from mcp_hangar import cli, launch
+
+    seen: list[bool] = []
+    monkeypatch.setattr(cli, "main", lambda: seen.append(gc.isenabled()))
+    try:
+        for argv in (["mcp-hangar", "serve", "--http"], ["mcp-hangar", "config", "check", "c.yaml"],
+                     ["mcp-hangar", "--version"]):
+            gc.enable()
+            monkeypatch.setattr(sys, "argv", argv)
+            launch.main()
+        assert seen == [False, True, True]
+    finally:
+        gc.enable()
+
+
 def test_param_header_check_agrees_with_the_sdk_on_every_case() -> None:
     from mcp_hangar.front.inbound import param_header_rejection, sdk
 
