@@ -121,3 +121,20 @@ def test_every_event_class_behaves_as_a_frozen_keyword_only_dataclass() -> None:
                 cls(**dict(list(required.items())[1:]))  # a required field missing
         with pytest.raises(TypeError):
             cls(**required, not_a_field=1)
+
+
+def test_event_class_refuses_what_its_init_would_not_reproduce() -> None:
+    """A ``__post_init__`` or an ``init=False`` field would be silently skipped by the one-step
+    ``__init__``: such a class is refused where it is declared."""
+    from mcp_hangar.events import event_class
+
+    with pytest.raises(TypeError, match="__post_init__"):
+        @event_class
+        class _WithPostInit(Event):
+            def __post_init__(self) -> None:
+                pass
+
+    with pytest.raises(TypeError, match="init=False"):
+        @event_class
+        class _WithHiddenField(Event):
+            hidden: int = dataclasses.field(default=0, init=False)

@@ -79,6 +79,9 @@ def event_class(cls: _E) -> _E:
     if cls.__doc__ is None:
         cls.__doc__ = f"The {cls.__name__} event."
     dataclass(kw_only=True, init=False, eq=False, repr=False)(cls)
+    # What the one-step __init__ does not reproduce is refused, rather than built differently.
+    if "__post_init__" in vars(cls) or any(not f.init for f in dataclasses.fields(cls)):
+        raise TypeError(f"{cls.__name__}: an event class has no __post_init__ and no init=False field")
     _direct_init(cls)
     return cls
 
