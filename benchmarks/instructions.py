@@ -113,6 +113,19 @@ async def _main(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
     return results
 
 
+def measure(calls: int, concurrency: int = 8) -> dict[str, Any]:
+    """For the harness: Hangar (this checkout) and the bare endpoint, each thread counted apart, or why not."""
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        return {"skipped": "valgrind is not installed (Debian package valgrind)"}
+    args = argparse.Namespace(other_src=None, bare=True, calls=calls, concurrency=concurrency, rounds=1,
+                              keep=None, separate_threads=True, json=True)
+    results = asyncio.run(_main(args))
+    hangar, bare = results["this"][0], results["bare"][0]
+    return {"calls": calls, "concurrency": concurrency, "hangar": hangar, "bare": bare,
+            "ratio": hangar["instructions_per_call"] / bare["instructions_per_call"],
+            "loop_ratio": hangar["main_thread_per_call"] / bare["instructions_per_call"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--other-src", help="a src folder (another checkout) to compare with")

@@ -91,6 +91,17 @@ def _throughput(results: dict[str, Any]) -> list[str]:
                                  f"p99 {v['p99_ms']:.2f} ms)" for k, v in results["throughput_wrk"].items()))
     else:
         lines.append("- wrk: skipped (not installed; Debian package `wrk`)")
+    ins = results.get("instructions") or {"skipped": "not measured"}
+    if "skipped" in ins:
+        lines.append(f"- instructions per call (callgrind): skipped ({ins['skipped']})")
+    else:
+        h, b = ins["hangar"], ins["bare"]
+        lines.append(
+            f"- instructions per warm call, counted by callgrind over {ins['calls']:,} raw-client calls at "
+            f"concurrency {ins['concurrency']} (user space only; the same code gives the same count on a busy "
+            f"host): modern HTTP front {h['instructions_per_call']:,.0f} (the event loop's thread "
+            f"{h['main_thread_per_call']:,.0f}, the persistence writers and other threads the rest), bare endpoint "
+            f"{b['instructions_per_call']:,.0f}: {ins['ratio']:.2f}x ({ins['loop_ratio']:.2f}x on the loop's thread)")
     return lines
 
 

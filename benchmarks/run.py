@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import boot, fleet, importtime, peer, procs, wrk
+from . import boot, fleet, importtime, instructions, peer, procs, wrk
 from .cells import Cell, measure_cell, sustained
 from .clients import HttpClient, RawHttpClient, RoundRobinStdio, SdkClient, StdioClient, batch_arguments
 
@@ -59,12 +59,13 @@ class Sizes:
     running: int
     catalogue_servers: int
     samples: int
+    instruction_calls: int  # calls counted by callgrind (the same count whatever the host does)
 
     @classmethod
     def of(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(100, 20, 2, 1, 1.0, 1, 2_000, 1_000, 10, 100, 5, 10, 5)
-        return cls(2000, 200, 4, 5, 10.0, 3, 100_000, 60_000, 50, 1000, 20, 100, 50)
+            return cls(100, 20, 2, 1, 1.0, 1, 2_000, 1_000, 10, 100, 5, 10, 5, 40)
+        return cls(2000, 200, 4, 5, 10.0, 3, 100_000, 60_000, 50, 1000, 20, 100, 50, 2000)
 
 
 class _Tool:
@@ -245,6 +246,7 @@ def run(quick: bool, with_peer: bool = False) -> dict[str, Any]:
             out["fleet"] = runner.run(run_fleet(folder, sizes))
         out["boot"] = boot.measure(sizes.boot_runs)
         out["imports"] = importtime.measure()
+        out["instructions"] = instructions.measure(sizes.instruction_calls)
         if with_peer:
             peer_cfg = peer.write_config(folder / "peer-boot.yaml", [PYTHON, str(FAST_SERVER)])
             out["peer"]["boot"] = peer.measure_boot(folder, peer_cfg, sizes.boot_runs)
