@@ -101,7 +101,9 @@ def _throughput(results: dict[str, Any]) -> list[str]:
             f"concurrency {ins['concurrency']} (user space only; the same code gives the same count on a busy "
             f"host): modern HTTP front {h['instructions_per_call']:,.0f} (the event loop's thread "
             f"{h['main_thread_per_call']:,.0f}, the persistence writers and other threads the rest), bare endpoint "
-            f"{b['instructions_per_call']:,.0f}: {ins['ratio']:.2f}x ({ins['loop_ratio']:.2f}x on the loop's thread)")
+            f"{b['instructions_per_call']:,.0f}: {ins['ratio']:.2f}x ({ins['loop_ratio']:.2f}x on the loop's thread); "
+            f"stdio front at concurrency 1 {ins['stdio']['instructions_per_call']:,.0f} (the loop's thread "
+            f"{ins['stdio']['main_thread_per_call']:,.0f})")
     return lines
 
 

@@ -62,6 +62,8 @@ def test_quick_run_measures_throughput_boot_memory_and_fleet(quick_results: tupl
         # Hangar relays each call to an upstream and records it; the bare endpoint answers it itself.
         assert (ins["hangar"]["instructions_per_call"] > ins["hangar"]["main_thread_per_call"]
                 > ins["bare"]["instructions_per_call"])
+        stdio = ins["stdio"]
+        assert stdio["errors"] == 0 and stdio["instructions_per_call"] > stdio["main_thread_per_call"] > 0
     else:
         assert "valgrind" in ins["skipped"]
     for name in ("bare_asgi", "hangar_http_modern"):
