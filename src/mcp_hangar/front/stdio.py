@@ -28,6 +28,9 @@ class _StdoutWriter:
     HIGH_WATER = 1024 * 1024
 
     def __init__(self, fd: int) -> None:
+        # Made in the loop it writes in. Kept, because Python 3.11's get_running_loop() checks the
+        # process id with a system call every time (BENCHMARKS.md, sixth round).
+        self._loop = asyncio.get_running_loop()
         self._fd = fd
         self._chunks: list[bytes] = []
         self._queued = 0  # bytes in _chunks
@@ -42,7 +45,7 @@ class _StdoutWriter:
         self._queued += len(data)
         if not self._scheduled and not self._blocked:
             self._scheduled = True
-            asyncio.get_running_loop().call_soon(self._flush)
+            self._loop.call_soon(self._flush)
         if self._queued > self.HIGH_WATER:
             self._drained.clear()
             await self._drained.wait()
@@ -72,18 +75,18 @@ class _StdoutWriter:
             self._queued = len(data) - written
             if not self._blocked:
                 self._blocked = True
-                asyncio.get_running_loop().add_writer(self._fd, self._writable)
+                self._loop.add_writer(self._fd, self._writable)
             return
         self._queued = 0
         self._drained.set()
 
     def close(self) -> None:
         if self._blocked:
-            asyncio.get_running_loop().remove_writer(self._fd)
+            self._loop.remove_writer(self._fd)
             self._blocked = False
 
     def _writable(self) -> None:
-        asyncio.get_running_loop().remove_writer(self._fd)
+        self._loop.remove_writer(self._fd)
         self._blocked = False
         self._flush()
 

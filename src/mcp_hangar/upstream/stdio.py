@@ -126,6 +126,9 @@ class StdioUpstream:
         self._on_request = on_request
         self._client_version = client_version
         self._proc: asyncio.subprocess.Process | None = None
+        # The loop the process was started in, kept: Python 3.11's get_running_loop() checks the
+        # process id with a system call every time, and a request took it twice.
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._pending: dict[int, _Pending] = {}
         # Request timeouts share one loop timer, armed at the earliest deadline that may still be pending
         # (one timer per connection instead of an asyncio.timeout, with its timer, per request).
@@ -168,7 +171,7 @@ class StdioUpstream:
         self._exit_callback = callback
 
     async def start(self, timeout: float) -> None:
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         self._stdout_end = loop.create_future()
         try:
             transport, protocol = await loop.subprocess_exec(
@@ -345,7 +348,7 @@ class StdioUpstream:
         # one system call (and one wake-up of the upstream) for many requests instead of one each.
         self._out.append(orjson.dumps(message) + b"\n")
         if len(self._out) == 1:
-            asyncio.get_running_loop().call_soon(self._flush)
+            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
         try:
             return bool(self._stdin_pipe.get_write_buffer_size() > 64 * 1024)
         except (ConnectionError, RuntimeError, AttributeError):
@@ -379,7 +382,7 @@ class StdioUpstream:
         if self._broken is not None:
             raise self._broken
         request_id = next(self._ids)
-        loop = asyncio.get_running_loop()
+        loop = self._loop or asyncio.get_running_loop()
         future: asyncio.Future[JsonObject] = loop.create_future()
         deadline = loop.time() + timeout
         self._pending[request_id] = _Pending(future, method, timeout, deadline)
