@@ -94,8 +94,8 @@ async def _served(front: str, argv: list[str], folder: Path, port: int, name: st
         # ``env`` execs valgrind in its place: the client's child is the process counted.
         stdio = StdioClient(["env", "-i", *(f"{k}={v}" for k, v in env.items()), *argv], folder / f"{name}.log",
                             "fast__echo")
-        await stdio.start()
         try:
+            await stdio.start()  # inside: a child whose handshake fails is stopped too
             yield stdio.pid, stdio
         finally:
             await stdio.close()
@@ -108,24 +108,26 @@ async def _served(front: str, argv: list[str], folder: Path, port: int, name: st
             await client.close()
 
 
-async def _main(args: argparse.Namespace) -> dict[str, list[dict[str, Any]]]:
-    trees = [("this", None)] + ([("other", str(Path(args.other_src).resolve()))] if args.other_src else []) + (
-        [("bare", None)] if args.bare else [])
+async def _main(*, other_src: str | None = None, bare: bool = False, calls: int = 2000, concurrency: int = 8,
+                rounds: int = 1, keep: str | None = None, separate_threads: bool = False, quiet: bool = False,
+                front: str = "http") -> dict[str, list[dict[str, Any]]]:
+    trees = [("this", None)] + ([("other", str(Path(other_src).resolve()))] if other_src else []) + (
+        [("bare", None)] if bare else [])
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _ in trees}
     with contextlib.ExitStack() as stack:
-        tmp = args.keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="hangar-instr-"))
+        tmp = keep or stack.enter_context(tempfile.TemporaryDirectory(prefix="hangar-instr-"))
         Path(tmp).mkdir(parents=True, exist_ok=True)
-        for r in range(args.rounds):
+        for r in range(rounds):
             for name, src in trees if r % 2 == 0 else list(reversed(trees)):
-                res = await _count(name, src, Path(tmp), args.calls, args.concurrency, 100_000 * (r + 1),
-                                   args.separate_threads, args.front)
+                res = await _count(name, src, Path(tmp), calls, concurrency, 100_000 * (r + 1),
+                                   separate_threads, front)
                 results[name].append(res)
                 main_thread = (f"  (event loop's thread {res['main_thread_per_call']:,.0f})"
                                if "main_thread_per_call" in res and name != "bare" else "")
-                if not args.json:
+                if not quiet:
                     print(f"round {r + 1} {name:6s} {res['instructions_per_call']:12,.0f} instructions/call"
                           f"{main_thread}  errors {res['errors']}", flush=True)
-    if not args.json:
+    if not quiet:
         best = {name: min(x["instructions_per_call"] for x in rows) for name, rows in results.items()}
         for name in ("other", "bare"):
             if name in best:
@@ -138,13 +140,12 @@ def measure(calls: int, concurrency: int = 8) -> dict[str, Any]:
     stdio front (one call at a time), each thread counted apart; or why not."""
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         return {"skipped": "valgrind is not installed (Debian package valgrind)"}
-    args = argparse.Namespace(other_src=None, bare=True, calls=calls, concurrency=concurrency, rounds=1,
-                              keep=None, separate_threads=True, json=True, front="http")
     try:  # a count that fails costs the run its line, not the rest of its figures
-        results = asyncio.run(_main(args))
+        results = asyncio.run(_main(bare=True, calls=calls, concurrency=concurrency, separate_threads=True,
+                                    quiet=True))
         # The stdio front as the stdio ratio is measured: one call at a time.
-        stdio = asyncio.run(_main(argparse.Namespace(**{**vars(args), "bare": False, "front": "stdio",
-                                                        "concurrency": 1})))["this"][0]
+        stdio = asyncio.run(_main(calls=calls, concurrency=1, separate_threads=True, quiet=True,
+                                  front="stdio"))["this"][0]
     except (OSError, RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
         return {"skipped": f"callgrind failed: {exc}"}
     hangar, bare = results["this"][0], results["bare"][0]
@@ -172,7 +173,9 @@ def main() -> None:
     if args.front == "stdio" and args.bare:
         sys.exit("--bare is the HTTP front's baseline; the stdio front's (the upstream called directly) runs no Hangar")
     with contextlib.suppress(KeyboardInterrupt):
-        results = asyncio.run(_main(args))
+        results = asyncio.run(_main(other_src=args.other_src, bare=args.bare, calls=args.calls,
+                                    concurrency=args.concurrency, rounds=args.rounds, keep=args.keep,
+                                    separate_threads=args.separate_threads, quiet=args.json, front=args.front))
         if args.json:
             print(json.dumps(results))
 

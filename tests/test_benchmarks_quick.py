@@ -88,4 +88,3 @@ def test_quick_run_measures_throughput_boot_memory_and_fleet(quick_results: tupl
     catalogue = results["fleet"]["catalogue"]
     assert catalogue["listed_tools"] >= catalogue["upstream_tools"] and _positive(catalogue["full_list"]["p50_ms"])
     assert _positive(catalogue["full_list_httpx"]["p50_ms"])
-

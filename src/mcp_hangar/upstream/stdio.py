@@ -341,14 +341,14 @@ class StdioUpstream:
     def _enqueue(self, message: JsonObject) -> bool:
         """Queue one line for the end of this loop turn; True when the pipe is full enough that the
         writer must wait for it to drain (``_drain``)."""
-        proc = self._proc
-        if proc is None or proc.stdin is None or self._broken is not None:
+        proc, loop = self._proc, self._loop  # a process has its loop: start sets it first
+        if proc is None or proc.stdin is None or loop is None or self._broken is not None:
             raise self._broken or UpstreamCrashedError("the MCP server is not running")
         # Messages written in one turn of the event loop leave in one write: under concurrency that is
         # one system call (and one wake-up of the upstream) for many requests instead of one each.
         self._out.append(orjson.dumps(message) + b"\n")
         if len(self._out) == 1:
-            (self._loop or asyncio.get_running_loop()).call_soon(self._flush)
+            loop.call_soon(self._flush)
         try:
             return bool(self._stdin_pipe.get_write_buffer_size() > 64 * 1024)
         except (ConnectionError, RuntimeError, AttributeError):
