@@ -366,10 +366,10 @@ class FrontSession:
         if not self._counted:
             self._counted = True
             self.front.sessions_opened[(era, self.transport)] += 1
+        if method == "tools/call":  # the hot path of both eras, without the _legacy or _modern coroutine
+            return self._tools_call(params)
         if era == "legacy":
             return self._legacy(method, params)
-        if method == "tools/call":  # the hot path, without the _modern coroutine
-            return self._tools_call(params)
         return self._modern(method, params)
 
     async def _legacy(self, method: str, params: JsonObject) -> JsonObject:

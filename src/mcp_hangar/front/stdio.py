@@ -182,9 +182,10 @@ async def serve_stdio(hangar: Hangar, stdin_fd: int | None = None, stdout_fd: in
             spawn(writer.write(error_response(None, PARSE_ERROR, "Parse error: not valid JSON")))
             return
         task = spawn(serve_one(message))
-        if isinstance(message, dict) and "id" in message and "method" in message:
-            with contextlib.suppress(TypeError):
-                session.in_flight[message["id"]] = task
+        # A request a notifications/cancelled can name: its id is a string or an integer (any other id
+        # is refused by the session).
+        if isinstance(message, dict) and "method" in message and message.get("id").__class__ in (int, str):
+            session.in_flight[message["id"]] = task
 
     def on_too_large() -> None:
         spawn(writer.write(error_response(None, PARSE_ERROR, "message too large")))
