@@ -5,7 +5,7 @@
 wrk (32 connections, modern ``tools/call`` requests) runs against three servers in turn: Hangar's HTTP
 front serving the fast upstream, the same Hangar with its event log and history discarding their rows
 instead of writing them (``benchmarks/discard_writes_probe.py``: not a setting of the product, a
-measure of what the writes cost), and the bare endpoint. For each, ``/proc`` gives the CPU time of every
+measure of what the writes cost), and the bare endpoint. For each, psutil (``/proc``) gives the CPU time of every
 thread of the server (the event loop's split into user and system), of the upstream and of wrk, and the
 machine's idle time, all per call. The bare endpoint's loop thread is busy nearly all the time (it is
 the bottleneck); Hangar's loop thread is busy less of the time when another thread holds the
@@ -20,45 +20,27 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from . import procs, wrk
 
 BARE_ASGI = Path(__file__).resolve().parent / "bare_asgi.py"
 DISCARD_PROBE = Path(__file__).resolve().parent / "discard_writes_probe.py"
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _times(stat_path: str) -> tuple[float, float]:
-    """(user, system) seconds of a process or thread, from its ``stat``."""
-    with open(stat_path) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) / _TICK, int(fields[12]) / _TICK
+def _threads(proc: psutil.Process) -> dict[int, tuple[float, float]]:
+    """(user, system) CPU seconds of each thread of ``proc``."""
+    return {t.id: (t.user_time, t.system_time) for t in proc.threads()}
 
 
-def _threads(pid: int) -> dict[int, tuple[float, float]]:
-    out = {}
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            out[int(tid)] = _times(f"/proc/{pid}/task/{tid}/stat")
-        except OSError:
-            continue  # ended meanwhile
-    return out
-
-
-def _children(pid: int) -> list[int]:
-    kids: list[int] = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                kids += [int(x) for x in f.read().split()]
-        except OSError:
-            continue
-    return kids
+def _cpu(processes: list[psutil.Process]) -> float:
+    """User + system CPU seconds of ``processes``, together."""
+    return sum(float(p.cpu_times().user + p.cpu_times().system) for p in processes)
 
 
 def _idle() -> float:
-    with open("/proc/stat") as f:
-        fields = [int(x) for x in f.readline().split()[1:]]
-    return (fields[3] + fields[4]) / _TICK  # idle + iowait, every CPU
+    times = psutil.cpu_times()  # every CPU
+    return float(times.idle + getattr(times, "iowait", 0.0))
 
 
 def _budget(name: str, argv: list[str], folder: Path, seconds: float, warmup: float) -> dict[str, Any]:
@@ -67,16 +49,17 @@ def _budget(name: str, argv: list[str], folder: Path, seconds: float, warmup: fl
     with procs.http_process(argv, folder, port, folder / f"{name}.log", procs.clean_env(folder)) as (proc, _):
         url = f"http://127.0.0.1:{port}/mcp"
         wrk.throughput(url, warmup, 32, folder)  # starts the lazy upstream too
-        kids = _children(proc.pid)
-        threads0, kids0, idle0 = _threads(proc.pid), {k: sum(_times(f"/proc/{k}/stat")) for k in kids}, _idle()
+        server = psutil.Process(proc.pid)
+        kids = server.children(recursive=True)  # the upstream (and the reaper, which is idle)
+        threads0, kids0, idle0 = _threads(server), _cpu(kids), _idle()
         before = os.times()
         result = wrk.throughput(url, seconds, 32, folder)
         after = os.times()
-        threads1, kids1, idle1 = _threads(proc.pid), {k: sum(_times(f"/proc/{k}/stat")) for k in kids}, _idle()
+        threads1, kids1, idle1 = _threads(server), _cpu(kids), _idle()
     calls = result["calls"]
     per_call = 1e6 / max(calls, 1)
-    loop_user = threads1[proc.pid][0] - threads0.get(proc.pid, (0.0, 0.0))[0]
-    loop_system = threads1[proc.pid][1] - threads0.get(proc.pid, (0.0, 0.0))[1]
+    (user0, system0), (user1, system1) = threads0[proc.pid], threads1[proc.pid]  # the event loop's thread
+    loop_user, loop_system = user1 - user0, system1 - system0
     others = sum(sum(t) - sum(threads0.get(tid, (0.0, 0.0))) for tid, t in threads1.items() if tid != proc.pid)
     wrk_cpu = (after.children_user + after.children_system) - (before.children_user + before.children_system)
     return {
@@ -86,7 +69,7 @@ def _budget(name: str, argv: list[str], folder: Path, seconds: float, warmup: fl
         "loop_user_us_per_call": round(loop_user * per_call, 1),
         "loop_system_us_per_call": round(loop_system * per_call, 1),
         "other_threads_us_per_call": round(others * per_call, 1),
-        "upstream_us_per_call": round(sum(kids1[k] - kids0[k] for k in kids) * per_call, 1),
+        "upstream_us_per_call": round((kids1 - kids0) * per_call, 1),
         "wrk_us_per_call": round(wrk_cpu * per_call, 1),
         "machine_idle_cpu_s": round(idle1 - idle0, 2),
     }

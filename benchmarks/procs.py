@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -35,11 +35,13 @@ FAST_SERVER = Path(__file__).resolve().parent / "fast_server.py"
 FAST_LIMIT = 32
 
 
-def fast_config(folder: Path) -> Path:
-    """A config file in ``folder`` with one server, ``fast``: the fast upstream in the legacy era."""
+def fast_config(folder: Path, prefix: Sequence[str] = ()) -> Path:
+    """A config file in ``folder`` with one server, ``fast``: the fast upstream in the legacy era
+    (``prefix`` runs before its command: ``taskset -c 0`` pins it)."""
     cfg = folder / "config.yaml"
+    command = ", ".join(yaml_str(part) for part in [*prefix, PYTHON, str(FAST_SERVER)])
     cfg.write_text("mcp_servers:\n  fast:\n    mode: subprocess\n"
-                   f"    command: [{yaml_str(PYTHON)}, {yaml_str(str(FAST_SERVER))}]\n"
+                   f"    command: [{command}]\n"
                    f"    protocol: legacy\n    max_concurrency: {FAST_LIMIT}\n")
     return cfg
 

@@ -48,40 +48,19 @@ def _taskset(cpu: int | None) -> list[str]:
     return [] if cpu is None else ["taskset", "-c", str(cpu)]
 
 
-def _config(folder: Path, upstream_cpu: int | None) -> Path:
-    cfg = folder / "config.yaml"
-    argv = [*_taskset(upstream_cpu), procs.PYTHON, str(procs.FAST_SERVER)]
-    command = ", ".join(procs.yaml_str(part) for part in argv)
-    cfg.write_text(f"mcp_servers:\n  fast:\n    mode: subprocess\n    command: [{command}]\n    protocol: legacy\n")
-    return cfg
-
-
-async def _cell(client: StdioClient, calls: int, base: int, out: Path | None = None) -> dict[str, Any]:
-    probe = out is not None
+async def _cell(client: StdioClient, calls: int, base: int, probed: bool = False) -> dict[str, Any]:
     await client.start()
     try:
         await measure_cell(client.call, Cell("warm", 1), 0, 500, base)
-        if probe:
-            os.kill(client.pid, signal.SIGUSR1)
+        if probed:
+            os.kill(client.pid, signal.SIGUSR1)  # the probe's recording starts
         cell = Cell("timed", 1)
         await measure_cell(client.call, cell, calls, 0, base + 1000)
-        if probe:
-            os.kill(client.pid, signal.SIGUSR2)
-            assert out is not None
-            await _written(out)
+        if probed:
+            os.kill(client.pid, signal.SIGUSR2)  # ... and stops; its file is written as Hangar exits
         return cell.summary()
     finally:
-        await client.close()
-
-
-async def _written(path: Path, deadline_s: float = 20.0) -> None:
-    """Wait for the probe's file (written whole under another name, then renamed)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + deadline_s
-    while not path.exists():
-        if loop.time() > end:
-            raise TimeoutError(f"the probe wrote no {path.name} within {deadline_s:g} s")
-        await asyncio.sleep(0.02)
+        await client.close()  # waits for the process to exit
 
 
 def _phases(path: Path) -> dict[str, float]:
@@ -100,7 +79,7 @@ async def run(*, calls: int = 3000, rounds: int = 3, src: str | None = None, han
     results: dict[str, Any] = {"rounds": []}
     with tempfile.TemporaryDirectory(prefix="hangar-timeline-") as tmp:
         folder = Path(tmp)
-        cfg = _config(folder, upstream_cpu)
+        cfg = procs.fast_config(folder, _taskset(upstream_cpu))
         env = procs.clean_env(folder)
         if src is not None:
             env["PYTHONPATH"] = str(Path(src).resolve())
@@ -114,7 +93,7 @@ async def run(*, calls: int = 3000, rounds: int = 3, src: str | None = None, han
                                   "--data-dir", str(folder / f"data-{r}"), "--log-level", "WARNING"],
                                  folder / f"hangar-{r}.log", "fast__echo")
             direct_cell = await _cell(direct, calls, base)
-            hangar_cell = await _cell(hangar, calls, base + 10_000, out)
+            hangar_cell = await _cell(hangar, calls, base + 10_000, probed=True)
             row = {"direct_p50_ms": direct_cell["p50_ms"], "hangar_p50_ms": hangar_cell["p50_ms"],
                    "errors": direct_cell["errors"] + hangar_cell["errors"], "phases_us": _phases(out)}
             results["rounds"].append(row)

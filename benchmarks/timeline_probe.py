@@ -2,15 +2,15 @@
 
     python benchmarks/timeline_probe.py OUT.json -- serve -c CONFIG ...
 
-Recording starts at SIGUSR1 and stops at SIGUSR2, which writes one object per call to ``OUT.json``
-(``time.perf_counter_ns`` at each point). The hooks wrap Hangar's own functions in place: a wrapper
-adds about a microsecond per call of its own, so compare the phases, not the total with an unprobed run.
+Recording starts at SIGUSR1 and stops at SIGUSR2; as Hangar exits (its stdin closed), one object per
+recorded call is written to ``OUT.json`` (``time.perf_counter_ns`` at each point). The hooks wrap
+Hangar's own functions in place: a wrapper adds about a microsecond per call of its own, so compare
+the phases, not the total with an unprobed run.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sys
 import time
@@ -105,9 +105,6 @@ def main() -> None:
     def stop(*_: Any) -> None:
         global recording
         recording = False
-        with open(out + ".part", "w") as f:
-            json.dump(calls, f)
-        os.replace(out + ".part", out)
 
     signal.signal(signal.SIGUSR1, start)
     signal.signal(signal.SIGUSR2, stop)
@@ -115,7 +112,11 @@ def main() -> None:
     from mcp_hangar.launch import main as hangar_main
 
     sys.argv = ["mcp-hangar", *rest]
-    hangar_main()
+    try:
+        hangar_main()
+    finally:
+        with open(out, "w") as f:
+            json.dump(calls, f)
 
 
 if __name__ == "__main__":
